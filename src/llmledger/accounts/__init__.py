@@ -1,0 +1,1 @@
+"""Organizations, teams, departments, users and API keys."""

@@ -1,0 +1,62 @@
+"""The ASGI application: REST API under /api/v1, health check, docs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import text
+
+from llmledger import __version__
+from llmledger.estimates.endpoints import router as estimates_router
+from llmledger.kit.db import make_engine, make_sessionmaker, unit_of_work
+from llmledger.kit.errors import install_error_handlers
+from llmledger.kit.settings import Settings, get_settings
+from llmledger.pricing.book import PriceBook
+from llmledger.pricing.endpoints import router as prices_router
+from llmledger.pricing.repository import load_catalog, sync_catalog
+from llmledger.usage.endpoints import router as usage_router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        sessions = make_sessionmaker(engine)
+        with unit_of_work(sessions) as session:
+            sync_catalog(session)  # no-op once seeded; covers a database migrated elsewhere
+            app.state.price_book = PriceBook(load_catalog(session))
+        app.state.engine = engine
+        app.state.sessions = sessions
+        app.state.settings = settings
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="llmledger",
+        version=__version__,
+        summary="LLM token tracking and cost management",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(estimates_router)
+    api.include_router(usage_router)
+    api.include_router(prices_router)
+    app.include_router(api)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """Liveness and database reachability."""
+        with app.state.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,1 @@
+"""Cost preview before a prompt runs: tokens, cost breakdown, cheaper models that fit."""

@@ -1,0 +1,53 @@
+"""FastAPI dependencies: the request's session, the caller, the price book."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from llmledger.accounts.service import Principal, authenticate
+from llmledger.kit.errors import ApiError
+from llmledger.pricing.book import PriceBook
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request: committed if the handler returns, rolled back if it raises."""
+    session: Session = request.app.state.sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+# Function scope: the commit happens before the response is sent, so a failed commit is
+# the caller's 500, not a silent loss after a 200.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_price_book(request: Request) -> PriceBook:
+    book: PriceBook = request.app.state.price_book
+    return book
+
+
+PriceBookDep = Annotated[PriceBook, Depends(get_price_book)]
+
+
+def get_principal(request: Request, session: SessionDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise ApiError(401, "unauthenticated", "send an API key: Authorization: Bearer <key>")
+    principal = authenticate(session, secret.strip())
+    if principal is None:
+        raise ApiError(401, "unauthenticated", "unknown or revoked API key")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,30 @@
+"""Response pieces shared by several domains."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, PlainSerializer
+
+from llmledger.core.money import as_text
+from llmledger.core.pricing import CostBreakdown
+
+# Amounts in JSON: exact decimal strings without exponent or trailing zeros ("0.0075").
+Usd = Annotated[Decimal, PlainSerializer(as_text, return_type=str, when_used="json")]
+
+
+class CostOut(BaseModel):
+    """A cost breakdown in USD; amounts are exact decimal strings."""
+
+    input: Usd
+    cached_input: Usd
+    cache_write: Usd
+    output: Usd
+    reasoning: Usd
+    request: Usd
+    total: Usd
+
+    @classmethod
+    def of(cls, cost: CostBreakdown) -> CostOut:
+        return cls(**cost.as_dict())

@@ -1,0 +1,17 @@
+"""All ORM models, imported together so Alembic and the mappers see every table."""
+
+from llmledger.models.accounts import ApiKey, Department, Organization, Team, User
+from llmledger.models.base import Base
+from llmledger.models.pricing import PriceVersion
+from llmledger.models.usage import UsageEvent
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Department",
+    "Organization",
+    "PriceVersion",
+    "Team",
+    "UsageEvent",
+    "User",
+]

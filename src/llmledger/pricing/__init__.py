@@ -1,0 +1,1 @@
+"""Prices: the catalog seeded from genai-prices, organization overrides, price look-up."""

@@ -1,0 +1,1 @@
+"""The usage ledger: record LLM calls with their cost, idempotently; list them."""

@@ -1,0 +1,162 @@
+"""Record usage with its cost, idempotently on the client's request id; list it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from llmledger.accounts.service import Principal, department_ids, team_ids, user_ids
+from llmledger.core.money import ZERO
+from llmledger.core.pricing import TokenUsage
+from llmledger.kit.schemas import CostOut
+from llmledger.kit.upsert import insert_ignoring_conflicts
+from llmledger.models import UsageEvent
+from llmledger.pricing.service import Costing, Pricer
+from llmledger.usage.schemas import RecordedBatch, RecordedEvent, UsageIn
+
+_COST_COLUMNS = {
+    "cost_input": "input",
+    "cost_cached_input": "cached_input",
+    "cost_cache_write": "cache_write",
+    "cost_output": "output",
+    "cost_reasoning": "reasoning",
+    "cost_request": "request",
+    "cost_total": "total",
+}
+
+
+def _cost_columns(costing: Costing) -> dict[str, Any]:
+    if costing.cost is None:
+        return dict.fromkeys(_COST_COLUMNS)
+    parts = costing.cost.as_dict()
+    return {column: parts[part] for column, part in _COST_COLUMNS.items()}
+
+
+def cost_out(row: Any) -> CostOut | None:
+    """The stored cost of an event row, or None when it was unpriced."""
+    if row.cost_total is None:
+        return None
+    return CostOut(**{part: getattr(row, column) for column, part in _COST_COLUMNS.items()})
+
+
+def record_usage(
+    session: Session, pricer: Pricer, principal: Principal, events: list[UsageIn]
+) -> RecordedBatch:
+    """Price and store a batch in one statement; replays of a request id record nothing."""
+    now = datetime.now(UTC)
+    org_id = principal.organization_id
+    users = user_ids(session, org_id, (e.user for e in events))
+    teams = team_ids(session, org_id, (e.team for e in events))
+    departments = department_ids(session, org_id, (e.department for e in events))
+
+    rows: list[dict[str, Any]] = []
+    costings: dict[str, Costing] = {}
+    for event in events:
+        request_id = event.client_request_id or uuid.uuid4().hex
+        if request_id in costings:  # the same request twice in one batch: the first counts
+            continue
+        occurred = event.occurred_at.astimezone(UTC) if event.occurred_at else now
+        usage = TokenUsage(
+            event.input_tokens,
+            event.output_tokens,
+            event.cached_input_tokens,
+            event.cache_write_tokens,
+            event.reasoning_tokens,
+        )
+        costing = pricer.cost(event.model, event.provider, usage, occurred)
+        costings[request_id] = costing
+        quote = costing.quote
+        rows.append(
+            {
+                "organization_id": org_id,
+                "user_id": users.get(event.user) if event.user else None,
+                "team_id": teams.get(event.team) if event.team else None,
+                "department_id": departments.get(event.department) if event.department else None,
+                "api_key_id": principal.api_key_id,
+                "prompt_id": event.prompt_id,
+                "prompt_version": event.prompt_version,
+                "provider": costing.provider,
+                "model": costing.model,
+                "input_tokens": event.input_tokens,
+                "cached_input_tokens": event.cached_input_tokens,
+                "cache_write_tokens": event.cache_write_tokens,
+                "output_tokens": event.output_tokens,
+                "reasoning_tokens": event.reasoning_tokens,
+                "pricing_status": costing.status,
+                **_cost_columns(costing),
+                "price_version_id": quote.version_id if quote else None,
+                "price_version": quote.version if quote else None,
+                "latency_ms": event.latency_ms,
+                "status": event.status,
+                "source": event.source,
+                "tags": event.tags,
+                "occurred_at": occurred,
+                "recorded_at": now,
+                "client_request_id": request_id,
+            }
+        )
+
+    inserted = dict(
+        session.execute(
+            insert_ignoring_conflicts(session, UsageEvent).returning(
+                UsageEvent.client_request_id, UsageEvent.id
+            ),
+            rows,
+        ).all()
+    )
+    replayed = [rid for rid in costings if rid not in inserted]
+    existing: dict[str, Any] = {}
+    if replayed:
+        existing = {
+            row.client_request_id: row
+            for row in session.execute(
+                select(UsageEvent).where(
+                    UsageEvent.organization_id == org_id,
+                    UsageEvent.client_request_id.in_(replayed),
+                )
+            ).scalars()
+        }
+
+    out: list[RecordedEvent] = []
+    total = ZERO
+    for request_id, costing in costings.items():
+        if request_id in inserted:
+            cost = CostOut.of(costing.cost) if costing.cost else None
+            total += costing.cost.total if costing.cost else ZERO
+            out.append(
+                RecordedEvent(
+                    id=inserted[request_id],
+                    client_request_id=request_id,
+                    duplicate=False,
+                    provider=costing.provider,
+                    model=costing.model,
+                    pricing_status="priced" if costing.priced else "unpriced",
+                    cost=cost,
+                    price_version=costing.quote.version if costing.quote else None,
+                )
+            )
+        else:
+            row = existing[request_id]
+            out.append(
+                RecordedEvent(
+                    id=row.id,
+                    client_request_id=request_id,
+                    duplicate=True,
+                    provider=row.provider,
+                    model=row.model,
+                    pricing_status=row.pricing_status,
+                    cost=cost_out(row),
+                    price_version=row.price_version,
+                )
+            )
+    return RecordedBatch(
+        recorded=len(inserted),
+        duplicates=len(out) - len(inserted),
+        total_cost=Decimal(total),
+        events=out,
+    )

@@ -1,0 +1,143 @@
+"""The `llmledger` command line, through Typer's runner."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from llmledger import count_messages, count_tokens
+from llmledger.cli.main import app
+from llmledger.kit.settings import get_settings
+
+runner = CliRunner()
+
+
+def test_cost_json_has_the_documented_shape() -> None:
+    r = runner.invoke(
+        app,
+        [
+            "cost",
+            "--model",
+            "gpt-4o",
+            "--input-tokens",
+            "1000",
+            "--output-tokens",
+            "500",
+            "--cached-input-tokens",
+            "200",
+            "--json",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    body = json.loads(r.stdout)
+    assert {
+        "provider",
+        "model",
+        "input_tokens",
+        "output_tokens",
+        "cost",
+        "currency",
+        "price_version",
+    } <= set(body)
+    cost = {k: Decimal(v) for k, v in body["cost"].items()}
+    assert set(cost) >= {"input", "cached_input", "cache_write", "output", "reasoning", "total"}
+    assert cost["total"] == sum(v for k, v in cost.items() if k != "total")
+    assert cost["cached_input"] > 0 and body["currency"] == "USD"
+
+
+def test_cost_uses_the_price_in_force_at_the_given_time() -> None:
+    args = ["cost", "--model", "o3", "--input-tokens", "1000000", "--output-tokens", "0", "--json"]
+    before = json.loads(runner.invoke(app, [*args, "--at", "2025-05-01T00:00:00Z"]).stdout)
+    after = json.loads(runner.invoke(app, [*args, "--at", "2025-07-01"]).stdout)
+    assert Decimal(before["cost"]["total"]) > Decimal(after["cost"]["total"])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cost", "--model", "gpt-4o", "--input-tokens", "-1", "--output-tokens", "1"],
+        ["cost", "--model", "gpt-4o", "--input-tokens", "ten", "--output-tokens", "1"],
+        ["cost", "--model", "no-such-model", "--input-tokens", "1", "--output-tokens", "1"],
+        [
+            "cost",
+            "--model",
+            "gpt-4o",
+            "--input-tokens",
+            "1",
+            "--output-tokens",
+            "1",
+            "--at",
+            "soon",
+        ],
+        ["estimate", "--model", "gpt-4o", "/no/such/file.txt"],
+        ["prices", "show", "no-such-model"],
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(args: list[str]) -> None:
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:")
+
+
+def test_estimate_reads_a_file_and_stdin(tmp_path: Path) -> None:
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("Explain budgets in one paragraph.\n")
+    from_file = json.loads(
+        runner.invoke(
+            app,
+            ["estimate", "--model", "gpt-4o", "--max-output-tokens", "300", "--json", str(prompt)],
+        ).stdout
+    )
+    from_stdin = json.loads(
+        runner.invoke(
+            app,
+            ["estimate", "--model", "gpt-4o", "--max-output-tokens", "300", "--json", "-"],
+            input=prompt.read_text(),
+        ).stdout
+    )
+    assert (
+        from_file["input_tokens"] == from_stdin["input_tokens"] == count_tokens(prompt.read_text())
+    )
+    assert from_file["output_tokens"] == 300
+    assert Decimal(from_file["cost"]["output"]) > 0
+
+
+def test_estimate_counts_chat_messages(tmp_path: Path) -> None:
+    messages = [{"role": "user", "content": "Hi there"}]
+    path = tmp_path / "chat.json"
+    path.write_text(json.dumps(messages))
+    r = runner.invoke(app, ["estimate", "--model", "gpt-4o", "--messages", str(path), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["input_tokens"] == count_messages(messages, "gpt-4o").tokens
+
+
+def test_prices_list_and_show() -> None:
+    listed = runner.invoke(app, ["prices", "list", "--provider", "anthropic", "--json"])
+    assert listed.exit_code == 0
+    assert all(p["provider"] == "anthropic" for p in json.loads(listed.stdout))
+    shown = runner.invoke(app, ["prices", "show", "gpt-4o-2024-08-06"])
+    assert shown.exit_code == 0 and "openai/gpt-4o" in shown.stdout
+
+
+def test_orgs_and_keys_on_a_fresh_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMLEDGER_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    get_settings.cache_clear()
+    try:
+        assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+        created = runner.invoke(app, ["orgs", "create", "acme", "--time-zone", "Europe/Berlin"])
+        assert created.exit_code == 0, created.output
+        again = runner.invoke(app, ["orgs", "create", "acme"])
+        assert again.exit_code == 2 and "already exists" in again.stderr
+        bad_zone = runner.invoke(app, ["orgs", "create", "other", "--time-zone", "Mars/Base"])
+        assert bad_zone.exit_code == 2
+        key = runner.invoke(app, ["keys", "create", "--org", "acme"])
+        assert key.exit_code == 0 and key.stdout.strip().startswith("llk_")
+        missing = runner.invoke(app, ["keys", "create", "--org", "nobody"])
+        assert missing.exit_code == 2
+    finally:
+        get_settings.cache_clear()
