@@ -14,9 +14,10 @@ from llmledger.cli import admin, costs
 class OneLineErrors(TyperGroup):
     """Usage errors as one line on stderr with exit code 2, not a boxed help screen."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        standalone_mode = kwargs.pop("standalone_mode", True)
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = super().main(*args, **{**kwargs, "standalone_mode": False})
         except typer.TyperException as exc:  # click's usage errors, vendored by typer
             message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
             typer.echo(f"error: {message}", err=True)

@@ -156,11 +156,17 @@ class CostBreakdown:
         reasoning: Decimal,
         request: Decimal,
     ) -> CostBreakdown:
-        parts = [
-            quantize_for_storage(p)
-            for p in (input, cached_input, cache_write, output, reasoning, request)
-        ]
-        return cls(*parts, total=sum(parts, ZERO))
+        q = quantize_for_storage
+        parts = [q(p) for p in (input, cached_input, cache_write, output, reasoning, request)]
+        return cls(
+            input=parts[0],
+            cached_input=parts[1],
+            cache_write=parts[2],
+            output=parts[3],
+            reasoning=parts[4],
+            request=parts[5],
+            total=sum(parts, ZERO),
+        )
 
     def as_dict(self) -> dict[str, Decimal]:
         return {

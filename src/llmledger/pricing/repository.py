@@ -6,7 +6,7 @@ from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from llmledger.core.pricing import PriceSheet, Tier
@@ -114,7 +114,7 @@ def sync_catalog(session: Session) -> int:
                 }
             )
     if rows:
-        session.execute(PriceVersion.__table__.insert(), rows)
+        session.execute(insert(PriceVersion), rows)
     return len(rows)
 
 

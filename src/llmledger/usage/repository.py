@@ -6,7 +6,6 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
@@ -39,7 +38,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise FieldError("cursor", "not a cursor this API returned") from None
 
 
-def _filtered(org_id: int, f: UsageFilter) -> Select[Any]:
+def _filtered(org_id: int, f: UsageFilter) -> Select[UsageEvent, str, str, str]:
     query = (
         select(UsageEvent, User.email, Team.name, Department.name)
         .outerjoin(User, User.id == UsageEvent.user_id)
@@ -64,7 +63,8 @@ def _filtered(org_id: int, f: UsageFilter) -> Select[Any]:
 
 def list_usage(
     session: Session, org_id: int, f: UsageFilter, limit: int, cursor: str | None
-) -> tuple[list[tuple[UsageEvent, str | None, str | None, str | None]], str | None]:
+) -> tuple[list[tuple[UsageEvent, str, str, str]], str | None]:
+    """A page of events with the user's email, team and department names (None if unset)."""
     query = _filtered(org_id, f)
     if cursor:
         when, event_id = decode_cursor(cursor)
@@ -75,10 +75,10 @@ def list_usage(
             )
         )
     query = query.order_by(UsageEvent.occurred_at.desc(), UsageEvent.id.desc()).limit(limit + 1)
-    rows = [tuple(r) for r in session.execute(query).all()]
+    rows = [(e, user, team, department) for e, user, team, department in session.execute(query)]
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1][0]
         next_cursor = encode_cursor(last.occurred_at, last.id)
-    return rows, next_cursor  # type: ignore[return-value]
+    return rows, next_cursor

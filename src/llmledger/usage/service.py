@@ -113,7 +113,7 @@ def record_usage(
     existing: dict[str, Any] = {}
     if replayed:
         existing = {
-            row.client_request_id: row
+            str(row.client_request_id): row
             for row in session.execute(
                 select(UsageEvent).where(
                     UsageEvent.organization_id == org_id,
