@@ -200,3 +200,15 @@ def test_requests_without_a_valid_key_are_refused(client: TestClient) -> None:
     assert client.get("/api/v1/usage").status_code == 401
     r = client.get("/api/v1/usage", headers={"Authorization": "Bearer llk_nope"})
     assert r.status_code == 401 and r.json()["error"] == "unauthenticated"
+
+
+def test_time_of_day_prices_survive_the_database(client: TestClient, tenant: Tenant) -> None:
+    def total(when: str) -> Decimal:
+        r = client.post(
+            "/api/v1/usage",
+            json=event(model="deepseek-chat", provider="deepseek", occurred_at=when),
+            headers=tenant.headers,
+        )
+        return Decimal(r.json()["events"][0]["cost"]["total"])
+
+    assert total("2026-06-01T20:00:00Z") < total("2026-06-01T10:00:00Z")

@@ -197,3 +197,31 @@ def test_every_catalog_model_costs_what_genai_prices_says() -> None:
             )
             checked += 1
     assert checked > 1500
+
+
+@pytest.mark.parametrize("hour", [2, 10, 16, 17, 23])
+def test_peak_and_off_peak_prices_follow_genai_prices(hour: int) -> None:
+    from llmledger.pricing.book import PriceBook
+
+    book = PriceBook.from_catalog_models(catalog_models())
+    moment = datetime(2026, 6, 1, hour, 45, tzinfo=UTC)
+    quote = book.quote("deepseek", "deepseek-chat", moment)
+    assert quote is not None
+    ours = compute_cost(TokenUsage(1_000_000, 1_000_000), quote.sheet)
+    theirs = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=1_000_000, output_tokens=1_000_000),
+        "deepseek-chat",
+        provider_id="deepseek",
+        genai_request_timestamp=moment,
+    )
+    assert ours.total == theirs.total_price
+
+
+def test_off_peak_is_cheaper_than_peak() -> None:
+    from llmledger.pricing.book import PriceBook
+
+    book = PriceBook.from_catalog_models(catalog_models())
+    peak = book.quote("deepseek", "deepseek-chat", datetime(2026, 6, 1, 10, tzinfo=UTC))
+    off_peak = book.quote("deepseek", "deepseek-chat", datetime(2026, 6, 1, 20, tzinfo=UTC))
+    assert peak is not None and off_peak is not None
+    assert off_peak.sheet.input < peak.sheet.input

@@ -7,6 +7,7 @@ cache-write tokens; `output_tokens` includes reasoning tokens. Each token is pri
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, time
 from decimal import Decimal
 
 from llmledger.core.money import ZERO, per_million, quantize_for_storage
@@ -90,6 +91,32 @@ class PriceSheet:
                 for t in self.tiers
             ),
         )
+
+
+@dataclass(frozen=True)
+class DailyWindow:
+    """A price sheet in force every day between two UTC times of day (peak/off-peak prices).
+
+    `end` before `start` means the window wraps past midnight.
+    """
+
+    start: time
+    end: time
+    sheet: PriceSheet
+
+    def covers(self, moment: datetime) -> bool:
+        now = moment.astimezone(UTC).time().replace(tzinfo=None)
+        if self.end < self.start:
+            return now >= self.start or now < self.end
+        return self.start <= now < self.end
+
+
+def sheet_at(sheet: PriceSheet, windows: tuple[DailyWindow, ...], moment: datetime) -> PriceSheet:
+    """The sheet in force at `moment`: the last daily window covering it, else `sheet`."""
+    for window in reversed(windows):
+        if window.covers(moment):
+            return window.sheet
+    return sheet
 
 
 class UsageError(ValueError):

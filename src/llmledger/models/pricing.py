@@ -41,6 +41,8 @@ class PriceVersion(Base):
     request_fee: Mapped[Decimal | None]
     discount_percent: Mapped[Decimal | None]
     tiers: Mapped[list[dict[str, Any]] | None] = mapped_column(Json)
+    # Peak/off-peak prices: [{"start": "00:30", "end": "16:30", "sheet": {...}}], UTC times.
+    daily_windows: Mapped[list[dict[str, Any]] | None] = mapped_column(Json)
     context_window: Mapped[int | None]
     deprecated: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from llmledger.core.money import as_text
-from llmledger.core.pricing import PriceSheet
+from llmledger.core.pricing import DailyWindow, PriceSheet, sheet_at
 from llmledger.pricing.catalog import CatalogModel, match_catalog_model
 
 
@@ -31,6 +31,11 @@ class PricedVersion:
     context_window: int | None = None
     display_name: str | None = None
     deprecated: bool = False
+    windows: tuple[DailyWindow, ...] = ()
+
+    def sheet_at(self, moment: datetime) -> PriceSheet | None:
+        """This version's sheet at a moment, taking peak/off-peak windows into account."""
+        return None if self.sheet is None else sheet_at(self.sheet, self.windows, moment)
 
     @property
     def label(self) -> str:
@@ -117,6 +122,7 @@ class PriceBook:
                 effective_from=p.effective_from,
                 source="catalog",
                 sheet=p.sheet,
+                windows=p.windows,
                 context_window=m.context_window,
                 display_name=m.name,
                 deprecated=m.deprecated,
@@ -159,12 +165,13 @@ class PriceBook:
         chosen = own or catalog
         if chosen is None:
             return None
-        sheet = chosen.sheet
+        sheet = chosen.sheet_at(moment)
         if sheet is None:  # a discount off whatever the catalog says at that moment
-            if catalog is None or catalog.sheet is None or chosen.discount_percent is None:
+            base = catalog.sheet_at(moment) if catalog is not None else None
+            if base is None or chosen.discount_percent is None:
                 return None
             factor = (Decimal(100) - chosen.discount_percent) / Decimal(100)
-            sheet = catalog.sheet.scaled(factor)
+            sheet = base.scaled(factor)
         context = chosen.context_window or (catalog.context_window if catalog else None)
         return PriceQuote(
             chosen.provider, chosen.model, sheet, chosen.label, chosen.version_id, context

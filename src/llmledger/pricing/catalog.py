@@ -1,21 +1,21 @@
 """The price catalog as shipped inside the genai-prices package (read offline).
 
 Each model becomes a `CatalogModel` with its price history: the unconditional price is in
-force from the epoch, dated prices from their start date. Time-of-day prices (off-peak
-discounts) are not modelled; the standard price is used for them.
+force from the epoch, dated prices from their start date. Time-of-day prices (DeepSeek's
+peak and off-peak hours) become daily windows of the version they belong to.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from decimal import Decimal
 from functools import cache
 
 from genai_prices import types as gp
 from genai_prices.data import providers as _providers
 
-from llmledger.core.pricing import PriceSheet, Tier
+from llmledger.core.pricing import DailyWindow, PriceSheet, Tier
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -32,6 +32,7 @@ _FIELDS = {
 class CatalogPrice:
     effective_from: datetime
     sheet: PriceSheet
+    windows: tuple[DailyWindow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,18 +86,32 @@ def _history(model: gp.ModelInfo) -> tuple[CatalogPrice, ...]:
         sheet = sheet_from_model_price(model.prices)
         return () if sheet is None else (CatalogPrice(EPOCH, sheet),)
     history: list[CatalogPrice] = []
+    windows: list[DailyWindow] = []
     for conditional in model.prices:
         constraint = conditional.constraint
-        if constraint is None:
-            start = EPOCH
-        elif isinstance(constraint, gp.StartDateConstraint):
-            start = datetime.combine(constraint.start_date, datetime.min.time(), tzinfo=UTC)
-        else:
-            continue
         sheet = sheet_from_model_price(conditional.prices)
-        if sheet is not None:
-            history.append(CatalogPrice(start, sheet))
-    return tuple(sorted(history, key=lambda p: p.effective_from))
+        if sheet is None:
+            continue
+        if isinstance(constraint, gp.TimeOfDateConstraint):
+            windows.append(
+                DailyWindow(_utc_time(constraint.start_time), _utc_time(constraint.end_time), sheet)
+            )
+            continue
+        start = EPOCH
+        if isinstance(constraint, gp.StartDateConstraint):
+            start = datetime.combine(constraint.start_date, datetime.min.time(), tzinfo=UTC)
+        history.append(CatalogPrice(start, sheet))
+    history.sort(key=lambda p: p.effective_from)
+    if windows:  # genai-prices gives windows no dates: they apply to every version
+        history = [CatalogPrice(p.effective_from, p.sheet, tuple(windows)) for p in history]
+    return tuple(history)
+
+
+def _utc_time(value: time) -> time:
+    if value.tzinfo is None:
+        return value
+    moment = datetime.combine(EPOCH.date(), value).astimezone(UTC)
+    return moment.time().replace(tzinfo=None)
 
 
 @cache

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import time
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from llmledger.core.pricing import PriceSheet, Tier
+from llmledger.core.pricing import DailyWindow, PriceSheet, Tier
 from llmledger.models import PriceVersion
 from llmledger.pricing.book import OrgPrices, PricedVersion
 from llmledger.pricing.catalog import catalog_models
@@ -66,6 +67,48 @@ def sheet_columns(sheet: PriceSheet) -> dict[str, Any]:
     }
 
 
+def _sheet_json(sheet: PriceSheet) -> dict[str, Any]:
+    columns = sheet_columns(sheet)
+    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in columns.items()}
+
+
+def _sheet_from_json(raw: dict[str, Any]) -> PriceSheet:
+    def price(key: str) -> Decimal | None:
+        return Decimal(raw[key]) if raw.get(key) is not None else None
+
+    return PriceSheet(
+        input=price("input_mtok") or Decimal(0),
+        output=price("output_mtok") or Decimal(0),
+        cached_input=price("cached_input_mtok"),
+        cache_write=price("cache_write_mtok"),
+        reasoning=price("reasoning_mtok"),
+        per_request=price("request_fee") or Decimal(0),
+        tiers=tiers_from_json(raw.get("tiers")),
+    )
+
+
+def windows_to_json(windows: tuple[DailyWindow, ...]) -> list[dict[str, Any]] | None:
+    if not windows:
+        return None
+    return [
+        {"start": w.start.isoformat(), "end": w.end.isoformat(), "sheet": _sheet_json(w.sheet)}
+        for w in windows
+    ]
+
+
+def windows_from_json(raw: list[dict[str, Any]] | None) -> tuple[DailyWindow, ...]:
+    if not raw:
+        return ()
+    return tuple(
+        DailyWindow(
+            time.fromisoformat(w["start"]),
+            time.fromisoformat(w["end"]),
+            _sheet_from_json(w["sheet"]),
+        )
+        for w in raw
+    )
+
+
 def priced_version(row: PriceVersion) -> PricedVersion:
     return PricedVersion(
         provider=row.provider,
@@ -78,6 +121,7 @@ def priced_version(row: PriceVersion) -> PricedVersion:
         context_window=row.context_window,
         display_name=row.display_name,
         deprecated=row.deprecated,
+        windows=windows_from_json(row.daily_windows),
     )
 
 
@@ -111,6 +155,7 @@ def sync_catalog(session: Session) -> int:
                     "deprecated": model.deprecated,
                     "discount_percent": None,
                     **sheet_columns(price.sheet),
+                    "daily_windows": windows_to_json(price.windows),
                 }
             )
     if rows:

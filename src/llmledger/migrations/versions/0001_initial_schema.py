@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 14:42:55.218401
+Create Date: 2026-11-25 14:52:44.560674
 """
 
 from collections.abc import Sequence
@@ -74,6 +74,7 @@ def upgrade() -> None:
         sa.Column("request_fee", llmledger.models.base.Money(), nullable=True),
         sa.Column("discount_percent", llmledger.models.base.Money(), nullable=True),
         sa.Column("tiers", sa.JSON(), nullable=True),
+        sa.Column("daily_windows", sa.JSON(), nullable=True),
         sa.Column("context_window", sa.Integer(), nullable=True),
         sa.Column("deprecated", sa.Boolean(), nullable=False),
         sa.Column("created_at", llmledger.models.base.UTCDateTime(timezone=True), nullable=False),
