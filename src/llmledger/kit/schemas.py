@@ -27,4 +27,5 @@ class CostOut(BaseModel):
 
     @classmethod
     def of(cls, cost: CostBreakdown) -> CostOut:
-        return cls(**cost.as_dict())
+        # Built from a CostBreakdown, which is already exact Decimals: no validation needed.
+        return cls.model_construct(**cost.as_dict())

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 
 def insert_ignoring_conflicts(session: Session, table: Any) -> Insert:
-    """A Core INSERT for a mapped class's table that skips rows violating a unique constraint."""
+    """A Core INSERT (of a table or mapped class) that skips rows violating a unique constraint."""
+    target = getattr(table, "__table__", table)
     if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table.__table__).on_conflict_do_nothing()
-    return sqlite.insert(table.__table__).on_conflict_do_nothing()
+        return postgresql.insert(target).on_conflict_do_nothing()
+    return sqlite.insert(target).on_conflict_do_nothing()

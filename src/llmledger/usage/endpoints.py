@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Response
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from llmledger.kit.deps import PriceBookDep, PrincipalDep, SessionDep
@@ -59,11 +59,13 @@ def record_usage(
     principal: PrincipalDep,
     book: PriceBookDep,
     body: Annotated[Any, Body(description="one usage event, or {'events': [...]}")],
-) -> RecordedBatch:
+) -> Response:
     """Record one usage event or a batch of up to 1,000, idempotent on client_request_id."""
     events = _parse(body)
     pricer = pricer_for(session, book, principal.organization_id)
-    return service.record_usage(session, pricer, principal, events)
+    recorded = service.record_usage(session, pricer, principal, events)
+    # Serialised here, once: the service built the response from already-checked values.
+    return Response(recorded.model_dump_json(), status_code=201, media_type="application/json")
 
 
 @router.get("", response_model=UsagePage)

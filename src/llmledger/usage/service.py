@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from llmledger.accounts.service import Principal, department_ids, team_ids, user_ids
 from llmledger.core.money import ZERO
 from llmledger.core.pricing import TokenUsage
+from llmledger.kit.bulk import insert_returning
 from llmledger.kit.schemas import CostOut
-from llmledger.kit.upsert import insert_ignoring_conflicts
 from llmledger.models import UsageEvent
 from llmledger.pricing.service import Costing, Pricer
 from llmledger.usage.schemas import RecordedBatch, RecordedEvent, UsageIn
@@ -101,13 +101,8 @@ def record_usage(
             }
         )
 
-    inserted = dict(
-        session.execute(
-            insert_ignoring_conflicts(session, UsageEvent).returning(
-                UsageEvent.client_request_id, UsageEvent.id
-            ),
-            rows,
-        ).all()
+    inserted: dict[str, int] = dict(
+        insert_returning(session, UsageEvent.__table__, rows, ("client_request_id", "id"))  # type: ignore[arg-type]
     )
     replayed = [rid for rid in costings if rid not in inserted]
     existing: dict[str, Any] = {}
@@ -129,7 +124,7 @@ def record_usage(
             cost = CostOut.of(costing.cost) if costing.cost else None
             total += costing.cost.total if costing.cost else ZERO
             out.append(
-                RecordedEvent(
+                RecordedEvent.model_construct(
                     id=inserted[request_id],
                     client_request_id=request_id,
                     duplicate=False,
@@ -143,7 +138,7 @@ def record_usage(
         else:
             row = existing[request_id]
             out.append(
-                RecordedEvent(
+                RecordedEvent.model_construct(
                     id=row.id,
                     client_request_id=request_id,
                     duplicate=True,
@@ -154,7 +149,7 @@ def record_usage(
                     price_version=row.price_version,
                 )
             )
-    return RecordedBatch(
+    return RecordedBatch.model_construct(
         recorded=len(inserted),
         duplicates=len(out) - len(inserted),
         total_cost=Decimal(total),
