@@ -28,4 +28,12 @@ class CostOut(BaseModel):
     @classmethod
     def of(cls, cost: CostBreakdown) -> CostOut:
         # Built from a CostBreakdown, which is already exact Decimals: no validation needed.
-        return cls.model_construct(**cost.as_dict())
+        return cls.model_construct(
+            input=cost.input,
+            cached_input=cost.cached_input,
+            cache_write=cost.cache_write,
+            output=cost.output,
+            reasoning=cost.reasoning,
+            request=cost.request,
+            total=cost.total,
+        )
