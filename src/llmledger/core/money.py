@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 
 MILLION = Decimal(1_000_000)
 ZERO = Decimal(0)
@@ -41,3 +41,18 @@ def as_text(amount: Decimal) -> str:
     """A decimal string without exponent notation, trailing zeros trimmed."""
     text = format(amount.normalize(), "f")
     return text if text != "-0" else "0"
+
+
+# Budget counters hold integer nano-dollars: exact integer arithmetic inside SQL and Redis,
+# where decimal text or floats would round. $9.2 billion fits in a signed 64-bit counter.
+NANOS_PER_USD = 1_000_000_000
+
+
+def to_nanos(amount: Decimal, *, round_up: bool = False) -> int:
+    """USD to integer nano-dollars; reservations round up so they never under-reserve."""
+    scaled = amount * NANOS_PER_USD
+    return int(scaled.to_integral_value(rounding=ROUND_CEILING if round_up else ROUND_HALF_EVEN))
+
+
+def from_nanos(nanos: int) -> Decimal:
+    return Decimal(nanos) / NANOS_PER_USD
