@@ -21,10 +21,22 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _begin_immediate(conn: Any) -> None:
+    # SQLite's default deferred transaction takes its write lock at the first write; two
+    # transactions that read first and then write can deadlock ("database is locked") no
+    # matter the busy timeout. Taking the write lock at BEGIN makes writers queue instead.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        # isolation_level=None hands transaction control to SQLAlchemy (the documented
+        # pysqlite recipe), so the BEGIN below is the one that runs.
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "isolation_level": None}
+        )
         event.listen(engine, "connect", _tune_sqlite)
+        event.listen(engine, "begin", _begin_immediate)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")

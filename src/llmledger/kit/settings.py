@@ -22,6 +22,34 @@ class Settings(BaseSettings):
     # Batches above this size are refused so one request cannot hold a transaction for long.
     max_batch_size: int = 1000
 
+    # Budget counters: "sql" (the database; correct under concurrency on PostgreSQL and
+    # SQLite) or "redis" (many processes, high rates).
+    budget_backend: Literal["sql", "redis"] = "sql"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "llmledger"
+    # With Redis unreachable: refuse calls (503) or fall back to the database's counters.
+    redis_unavailable: Literal["fail_closed", "database"] = "fail_closed"
+    # Calls to models without a price: let them through uncounted, or block them.
+    unpriced_models: Literal["allow", "block"] = "allow"
+    # A reservation never settled or released is given back after this long.
+    reservation_ttl_seconds: int = Field(default=900, ge=10)
+
+    # Background work (alerts delivery, retries, expiry of reservations) runs in the server
+    # process unless a separate `llmledger worker` is run and this is set to false.
+    worker_in_process: bool = True
+    worker_interval_seconds: float = Field(default=2.0, gt=0)
+
+    # Email alerts over SMTP.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_from: str = "llmledger@localhost"
+    # Webhook deliveries: tries before giving up, and the first backoff (doubling each time).
+    delivery_max_attempts: int = Field(default=8, ge=1)
+    delivery_backoff_seconds: float = Field(default=5.0, gt=0)
+
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> Settings:
         if self.env == "production" and self.secret_key == DEV_SECRET:

@@ -2,16 +2,34 @@
 
 from llmledger.models.accounts import ApiKey, Department, Organization, Team, User
 from llmledger.models.base import Base
+from llmledger.models.budgets import (
+    Budget,
+    BudgetAlert,
+    BudgetAllocation,
+    BudgetCounter,
+    Delivery,
+    Notification,
+    Reservation,
+    Webhook,
+)
 from llmledger.models.pricing import PriceVersion
 from llmledger.models.usage import UsageEvent
 
 __all__ = [
     "ApiKey",
     "Base",
+    "Budget",
+    "BudgetAlert",
+    "BudgetAllocation",
+    "BudgetCounter",
+    "Delivery",
     "Department",
+    "Notification",
     "Organization",
     "PriceVersion",
+    "Reservation",
     "Team",
     "UsageEvent",
     "User",
+    "Webhook",
 ]

@@ -1,0 +1,1 @@
+"""Alerts: thresholds and forecasts reached, notified once in-app, by email and webhook."""

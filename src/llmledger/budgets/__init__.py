@@ -1,0 +1,1 @@
+"""Budgets: limits per scope and period, reservations that hold under concurrency."""

@@ -1,0 +1,241 @@
+"""Budget counters in Redis, for many processes and high rates.
+
+Each check-and-hold is one Lua script over all the call's lines, so Redis runs it
+atomically. Spend is also kept in the database's counters (in the same transaction as the
+usage events), which is what a missing Redis key is rebuilt from; holds live only in Redis.
+Amounts are integer nano-dollars (exact in Lua up to 2^53, about $9 million per period).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import redis
+from sqlalchemy.orm import Session
+
+from llmledger.budgets.counters import Held, LineState, ReserveResult, SpendChange, States
+from llmledger.budgets.line_codec import line_from_json, line_to_json
+from llmledger.budgets.lines import Line
+from llmledger.budgets.sql_counters import SqlCounterStore, ensure_counters
+
+# Keys outlive their period by a week so late settles still find them.
+GRACE = timedelta(days=7)
+MISSING = -1
+
+_RESERVE = """
+local n = tonumber(ARGV[1])
+local amount = tonumber(ARGV[2])
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[i]) == 0 then return {-1, i} end
+end
+for i = 1, n do
+  if ARGV[2 + 2 * i] == '1' then
+    local s = tonumber(redis.call('HGET', KEYS[i], 's') or '0')
+    local r = tonumber(redis.call('HGET', KEYS[i], 'r') or '0')
+    if s + r + amount > tonumber(ARGV[1 + 2 * i]) then return {0, i} end
+  end
+end
+local out = {1}
+for i = 1, n do
+  local r = redis.call('HINCRBY', KEYS[i], 'r', amount)
+  out[#out + 1] = tonumber(redis.call('HGET', KEYS[i], 's') or '0')
+  out[#out + 1] = r
+end
+local base = 3 + 2 * n
+redis.call('HSET', KEYS[n + 1], 'amount', amount, 'lines', ARGV[base + 2], 'keys', ARGV[base + 3])
+redis.call('ZADD', KEYS[n + 2], ARGV[base], ARGV[base + 1])
+return out
+"""
+
+# Give a hold back (KEYS: the hold, the expiry index). The hold names its own counter keys.
+_UNHOLD = """
+local amount = redis.call('HGET', KEYS[1], 'amount')
+if not amount then return 0 end
+local keys = cjson.decode(redis.call('HGET', KEYS[1], 'keys'))
+for _, key in ipairs(keys) do
+  local r = redis.call('HINCRBY', key, 'r', -tonumber(amount))
+  if r < 0 then redis.call('HSET', key, 'r', 0) end
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+_ADD_SPEND = """
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then return {-1, i} end
+end
+local out = {1}
+for i = 1, #KEYS do
+  out[#out + 1] = redis.call('HINCRBY', KEYS[i], 's', tonumber(ARGV[i]))
+end
+return out
+"""
+
+_EXPIRE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)
+for _, id in ipairs(due) do
+  local hold = ARGV[2] .. id
+  local amount = redis.call('HGET', hold, 'amount')
+  if amount then
+    for _, key in ipairs(cjson.decode(redis.call('HGET', hold, 'keys'))) do
+      local r = redis.call('HINCRBY', key, 'r', -tonumber(amount))
+      if r < 0 then redis.call('HSET', key, 'r', 0) end
+    end
+    redis.call('DEL', hold)
+  end
+  redis.call('ZREM', KEYS[1], id)
+end
+return #due
+"""
+
+
+class RedisCounterStore:
+    name = "redis"
+
+    def __init__(self, client: redis.Redis, prefix: str, sql: SqlCounterStore) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.sql = sql
+        self._reserve = client.register_script(_RESERVE)
+        self._unhold_script = client.register_script(_UNHOLD)
+        self._add = client.register_script(_ADD_SPEND)
+        self._expire = client.register_script(_EXPIRE_DUE)
+
+    def counter_key(self, line: Line) -> str:
+        return f"{self.prefix}:c:{line.budget_id}:{line.allocation_id}:{line.period.key}"
+
+    def _hold_key(self, hold_id: str) -> str:
+        return f"{self.prefix}:h:{hold_id}"
+
+    @property
+    def _due_key(self) -> str:
+        return f"{self.prefix}:due"
+
+    def hydrate(self, session: Session, org_id: int, lines: Sequence[Line]) -> None:
+        """Create missing Redis counters from the database's (themselves from the ledger)."""
+        ensure_counters(session, org_id, lines)
+        states = self.sql.read(session, lines)
+        pipe = self.client.pipeline()
+        for line in lines:
+            key = self.counter_key(line)
+            pipe.hsetnx(key, "s", states[line.key].spent)
+            pipe.hsetnx(key, "r", 0)
+            pipe.expireat(key, line.period.end + GRACE)
+        pipe.execute()
+
+    def reserve(
+        self,
+        session: Session,
+        org_id: int,
+        lines: Sequence[Line],
+        amount: int,
+        expires_at: datetime,
+    ) -> ReserveResult:
+        ordered = sorted(lines, key=lambda line: line.key)
+        hold_id = str(uuid.uuid4())
+        keys = [self.counter_key(line) for line in ordered]
+        args: list[str | int | float] = [len(ordered), amount]
+        for line in ordered:
+            args += [line.limit_nanos, "1" if line.hard else "0"]
+        payload = json.dumps({"lines": [line_to_json(line) for line in ordered], "org": org_id})
+        # The hold remembers its counter keys so expiry needs nothing but Redis.
+        args += [expires_at.timestamp(), hold_id, payload, json.dumps(keys)]
+        for _ in range(3):
+            result = self._reserve(keys=[*keys, self._hold_key(hold_id), self._due_key], args=args)
+            if result[0] != MISSING:
+                break
+            self.hydrate(session, org_id, ordered)
+        if result[0] == 0:
+            return ReserveResult(None, ordered[int(result[1]) - 1], self.read(session, ordered))
+        states = {
+            line.key: LineState(int(result[1 + 2 * i]), int(result[2 + 2 * i]))
+            for i, line in enumerate(ordered)
+        }
+        held = Held(hold_id, org_id, amount, tuple(ordered), self.name, expires_at)
+        return ReserveResult(held, None, states)
+
+    def _unhold(self, hold_id: str) -> bool:
+        return bool(
+            self._unhold_script(keys=[self._hold_key(hold_id), self._due_key], args=[hold_id])
+        )
+
+    def settle(self, session: Session, held: Held, actual: int) -> list[SpendChange]:
+        self._unhold(held.id)  # gone already if it expired: the spend still counts below
+        return self.add_spend(
+            session, held.organization_id, [(line, actual) for line in held.lines]
+        )
+
+    def release(self, session: Session, held: Held) -> bool:
+        return self._unhold(held.id)
+
+    def add_spend(
+        self, session: Session, org_id: int, amounts: Sequence[tuple[Line, int]]
+    ) -> list[SpendChange]:
+        """Spend goes to the database's counters (with the caller's transaction) and, before
+        that commits, to Redis: a Redis counter rebuilt meanwhile cannot count it twice."""
+        totals: dict[tuple[int, int, str], int] = defaultdict(int)
+        by_key: dict[tuple[int, int, str], Line] = {}
+        for line, amount in amounts:
+            totals[line.key] += amount
+            by_key[line.key] = line
+        if not totals:
+            return []
+        ordered = [by_key[k] for k in sorted(totals)]
+        keys = [self.counter_key(line) for line in ordered]
+        values = [totals[line.key] for line in ordered]
+        for _ in range(3):
+            result = self._add(keys=keys, args=values)
+            if result[0] != MISSING:
+                break
+            self.hydrate(session, org_id, ordered)
+        self.sql.add_spend(session, org_id, list(zip(ordered, values, strict=True)))
+        return [
+            SpendChange(line, int(result[1 + i]) - values[i], int(result[1 + i]))
+            for i, line in enumerate(ordered)
+        ]
+
+    def read(self, session: Session, lines: Sequence[Line]) -> States:
+        if not lines:
+            return {}
+        pipe = self.client.pipeline()
+        for line in lines:
+            pipe.hmget(self.counter_key(line), "s", "r")
+        found = pipe.execute()
+        states = {}
+        fallback = None
+        for line, (spent, reserved) in zip(lines, found, strict=True):
+            if spent is None:  # not in Redis yet: the database knows the spend
+                fallback = fallback or self.sql.read(session, lines)
+                states[line.key] = LineState(fallback[line.key].spent, 0)
+            else:
+                states[line.key] = LineState(int(spent), int(reserved or 0))
+        return states
+
+    def expire_due(self, session: Session, now: datetime) -> int:
+        expired = int(
+            self._expire(keys=[self._due_key], args=[now.timestamp(), f"{self.prefix}:h:"])
+        )
+        # Holds taken in the database while Redis was down expire there.
+        return expired + self.sql.expire_due(session, now)
+
+    def held(self, hold_id: str) -> Held | None:
+        raw = self.client.hget(self._hold_key(hold_id), "lines")
+        amount = self.client.hget(self._hold_key(hold_id), "amount")
+        if raw is None or amount is None:
+            return None
+        data = json.loads(raw)
+        lines = tuple(line_from_json(item) for item in data["lines"])
+        expires = self.client.zscore(self._due_key, hold_id) or 0
+        return Held(
+            hold_id,
+            int(data["org"]),
+            int(amount),
+            lines,
+            self.name,
+            datetime.fromtimestamp(expires, UTC),
+        )

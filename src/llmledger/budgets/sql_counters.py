@@ -1,0 +1,236 @@
+"""Budget counters in the SQL database.
+
+Correct under concurrency because every check-and-hold is one conditional UPDATE per line
+(`… WHERE spent + reserved + :amount <= :limit`) in a single transaction, taken in a fixed
+line order: PostgreSQL's row locks and SQLite's single writer serialise competing holds, and
+a refused line rolls the whole hold back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import and_, case, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from llmledger.budgets.counters import Held, LineState, ReserveResult, SpendChange, States
+from llmledger.budgets.line_codec import line_from_json, line_to_json
+from llmledger.budgets.lines import Line
+from llmledger.core.money import to_nanos
+from llmledger.kit.upsert import insert_ignoring_conflicts
+from llmledger.models import BudgetCounter, Reservation, UsageEvent
+
+C = BudgetCounter
+
+
+def _where(line: Line):  # type: ignore[no-untyped-def]
+    return and_(
+        C.budget_id == line.budget_id,
+        C.allocation_id == line.allocation_id,
+        C.period_key == line.period.key,
+    )
+
+
+def ledger_spend(session: Session, org_id: int, line: Line) -> int:
+    """What the usage ledger says this line has spent in its period (nanos)."""
+    query = select(UsageEvent.cost_total).where(
+        UsageEvent.organization_id == org_id,
+        UsageEvent.occurred_at >= line.period.start,
+        UsageEvent.occurred_at < line.period.end,
+        UsageEvent.cost_total.is_not(None),
+    )
+    for column, value in line.ledger_filter:
+        query = query.where(getattr(UsageEvent, column) == value)
+    # Summed in Python: SQLite would sum the exact decimal text as floats.
+    total = sum((c for c in session.scalars(query) if c is not None), Decimal(0))
+    return to_nanos(total)
+
+
+def ensure_counters(session: Session, org_id: int, lines: Sequence[Line]) -> None:
+    """Create missing counter rows, starting from what the ledger already holds.
+
+    Must run before the caller inserts its own usage events, or they would count twice.
+    """
+    if not lines:
+        return
+    existing = {
+        (b, a, k)
+        for b, a, k in session.execute(
+            select(C.budget_id, C.allocation_id, C.period_key).where(
+                C.budget_id.in_({line.budget_id for line in lines}),
+                C.period_key.in_({line.period.key for line in lines}),
+            )
+        )
+    }
+    missing = [line for line in lines if line.key not in existing]
+    if not missing:
+        return
+    rows = [
+        {
+            "budget_id": line.budget_id,
+            "allocation_id": line.allocation_id,
+            "period_key": line.period.key,
+            "period_end": line.period.end,
+            "spent_nanos": ledger_spend(session, org_id, line),
+            "reserved_nanos": 0,
+        }
+        for line in missing
+    ]
+    session.execute(insert_ignoring_conflicts(session, C), rows)
+
+
+class Refused(Exception):
+    def __init__(self, line: Line) -> None:
+        self.line = line
+
+
+class SqlCounterStore:
+    name = "sql"
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        # Holds commit on their own at once, so other processes see them immediately.
+        self._sessions = sessions
+
+    def reserve(
+        self,
+        session: Session,
+        org_id: int,
+        lines: Sequence[Line],
+        amount: int,
+        expires_at: datetime,
+    ) -> ReserveResult:
+        ordered = sorted(lines, key=lambda line: line.key)
+        hold_id = str(uuid.uuid4())
+        own = self._sessions()
+        try:
+            ensure_counters(own, org_id, ordered)
+            states = {}
+            for line in ordered:
+                statement = (
+                    update(C)
+                    .where(_where(line))
+                    .values(reserved_nanos=C.reserved_nanos + amount)
+                    .returning(C.spent_nanos, C.reserved_nanos)
+                )
+                if line.hard:
+                    statement = statement.where(
+                        C.spent_nanos + C.reserved_nanos + amount <= line.limit_nanos
+                    )
+                row = own.execute(statement).first()
+                if row is None:
+                    raise Refused(line)
+                states[line.key] = LineState(row[0], row[1])
+            own.add(
+                Reservation(
+                    id=hold_id,
+                    organization_id=org_id,
+                    amount_nanos=amount,
+                    lines=[line_to_json(line) for line in ordered],
+                    expires_at=expires_at,
+                )
+            )
+            own.commit()
+        except Refused as refused:
+            own.rollback()
+            return ReserveResult(None, refused.line, self.read(session, ordered))
+        except BaseException:
+            own.rollback()
+            raise
+        finally:
+            own.close()
+        held = Held(hold_id, org_id, amount, tuple(ordered), self.name, expires_at)
+        return ReserveResult(held, None, states)
+
+    def _close(self, session: Session, hold_id: str, status: str, actual: int | None) -> bool:
+        """Mark a hold closed; only the first of competing closers gets True."""
+        result = session.execute(
+            update(Reservation)
+            .where(Reservation.id == hold_id, Reservation.status == "held")
+            .values(status=status, closed_at=datetime.now(UTC), actual_nanos=actual)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def _unhold(self, session: Session, line: Line, amount: int) -> None:
+        session.execute(
+            update(C)
+            .where(_where(line))
+            .values(
+                reserved_nanos=case((C.reserved_nanos > amount, C.reserved_nanos - amount), else_=0)
+            )
+        )
+
+    def settle(self, session: Session, held: Held, actual: int) -> list[SpendChange]:
+        if self._close(session, held.id, "settled", actual):
+            for line in held.lines:
+                self._unhold(session, line, held.amount)
+        # Expired or unknown holds were already given back: the spend still counts.
+        return self.add_spend(
+            session, held.organization_id, [(line, actual) for line in held.lines]
+        )
+
+    def release(self, session: Session, held: Held) -> bool:
+        if not self._close(session, held.id, "released", None):
+            return False
+        for line in held.lines:
+            self._unhold(session, line, held.amount)
+        return True
+
+    def add_spend(
+        self, session: Session, org_id: int, amounts: Sequence[tuple[Line, int]]
+    ) -> list[SpendChange]:
+        totals: dict[tuple[int, int, str], int] = defaultdict(int)
+        by_key: dict[tuple[int, int, str], Line] = {}
+        for line, amount in amounts:
+            totals[line.key] += amount
+            by_key[line.key] = line
+        changes = []
+        for key in sorted(totals):
+            line, amount = by_key[key], totals[key]
+            after = session.execute(
+                update(C)
+                .where(_where(line))
+                .values(spent_nanos=C.spent_nanos + amount)
+                .returning(C.spent_nanos)
+            ).scalar_one_or_none()
+            if after is not None:
+                changes.append(SpendChange(line, after - amount, after))
+        return changes
+
+    def read(self, session: Session, lines: Sequence[Line]) -> States:
+        if not lines:
+            return {}
+        rows = session.execute(
+            select(
+                C.budget_id, C.allocation_id, C.period_key, C.spent_nanos, C.reserved_nanos
+            ).where(
+                C.budget_id.in_({line.budget_id for line in lines}),
+                C.period_key.in_({line.period.key for line in lines}),
+            )
+        )
+        found = {(b, a, k): LineState(s, r) for b, a, k, s, r in rows}
+        return {line.key: found.get(line.key, LineState(0, 0)) for line in lines}
+
+    def expire_due(self, session: Session, now: datetime) -> int:
+        due = session.scalars(
+            select(Reservation)
+            .where(Reservation.status == "held", Reservation.expires_at < now)
+            .limit(500)
+        ).all()
+        expired = 0
+        for hold in due:
+            if self._close(session, hold.id, "expired", None):
+                for raw in hold.lines:
+                    self._unhold(session, line_from_json(raw), hold.amount_nanos)
+                expired += 1
+        return expired
+
+    def held(self, session: Session, hold_id: str) -> Held | None:
+        row = session.get(Reservation, hold_id)
+        if row is None:
+            return None
+        lines = tuple(line_from_json(raw) for raw in row.lines)
+        return Held(row.id, row.organization_id, row.amount_nanos, lines, self.name, row.expires_at)
