@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
 
 from llmledger import __version__
+from llmledger.alerts.endpoints import router as alerts_router
+from llmledger.alerts.worker import start_in_thread
+from llmledger.budgets.backend import make_store
+from llmledger.budgets.endpoints import router as budgets_router
+from llmledger.budgets.enforcement import Enforcer
 from llmledger.estimates.endpoints import router as estimates_router
 from llmledger.kit.db import make_engine, make_sessionmaker, unit_of_work
 from llmledger.kit.errors import install_error_handlers
@@ -29,10 +35,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with unit_of_work(sessions) as session:
             sync_catalog(session)  # no-op once seeded; covers a database migrated elsewhere
             app.state.price_book = PriceBook(load_catalog(session))
+        store = make_store(settings, sessions)
         app.state.engine = engine
         app.state.sessions = sessions
         app.state.settings = settings
+        app.state.enforcer = Enforcer(store, timedelta(seconds=settings.reservation_ttl_seconds))
+        worker = start_in_thread(sessions, store, settings) if settings.worker_in_process else None
         yield
+        if worker is not None:
+            thread, stop = worker
+            stop.set()
+            thread.join(timeout=10)
         engine.dispose()
 
     app = FastAPI(
@@ -50,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(estimates_router)
     api.include_router(usage_router)
     api.include_router(prices_router)
+    api.include_router(budgets_router)
+    api.include_router(alerts_router)
     app.include_router(api)
 
     @app.get("/healthz", tags=["health"])

@@ -79,3 +79,6 @@ class CounterStore(Protocol):
 
     def expire_due(self, session: Session, now: datetime) -> int:
         """Release holds past their expiry; returns how many."""
+
+    def held(self, session: Session, hold_id: str) -> Held | None:
+        """A hold by id, for settling or releasing it through the API."""

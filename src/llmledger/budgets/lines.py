@@ -77,33 +77,42 @@ class BudgetRules:
         return [b for b in self.budgets if (b.scope_type, b.scope_id) in scopes]
 
     def lines(self, attribution: Attribution, moment: datetime, time_zone: str) -> list[Line]:
+        """Every line a call by `attribution` at `moment` counts against."""
         found: list[Line] = []
         for budget in self.applicable(attribution):
-            name = self.scope_names.get((budget.scope_type, budget.scope_id), str(budget.scope_id))
-            label = f"{budget.scope_type} {name!r}"
-            hard = budget.action == "block"
-            thresholds = tuple(budget.thresholds)
-            scope = _SCOPE_COLUMNS[budget.scope_type]
-            ledger = ((scope, budget.scope_id),) if scope else ()
-            found += _limit_lines(
-                budget.id, 0, budget, label, hard, thresholds, moment, time_zone, ledger
-            )
-            if attribution.user_id is None:
-                continue
-            for allocation in self.allocations:
-                if allocation.budget_id == budget.id and allocation.user_id == attribution.user_id:
-                    found += _limit_lines(
-                        budget.id,
-                        allocation.id,
-                        allocation,
-                        f"{label} allocation of user {allocation.user_id}",
-                        hard,
-                        thresholds,
-                        moment,
-                        time_zone,
-                        (*ledger, ("user_id", allocation.user_id)),
-                    )
+            found += self.budget_lines(budget, moment, time_zone, attribution.user_id)
         return sorted(found, key=lambda line: line.key)
+
+    def budget_lines(
+        self, budget: Budget, moment: datetime, time_zone: str, user_id: int | None = -1
+    ) -> list[Line]:
+        """One budget's own lines plus its allocations' (only `user_id`'s, unless -1: all)."""
+        name = self.scope_names.get((budget.scope_type, budget.scope_id), str(budget.scope_id))
+        label = f"{budget.scope_type} {name!r}"
+        hard = budget.action == "block"
+        thresholds = tuple(budget.thresholds)
+        scope = _SCOPE_COLUMNS[budget.scope_type]
+        ledger = ((scope, budget.scope_id),) if scope else ()
+        found = list(
+            _limit_lines(budget.id, 0, budget, label, hard, thresholds, moment, time_zone, ledger)
+        )
+        for allocation in self.allocations:
+            if allocation.budget_id != budget.id:
+                continue
+            if user_id != -1 and allocation.user_id != user_id:
+                continue
+            found += _limit_lines(
+                budget.id,
+                allocation.id,
+                allocation,
+                f"{label} allocation of user {allocation.user_id}",
+                hard,
+                thresholds,
+                moment,
+                time_zone,
+                (*ledger, ("user_id", allocation.user_id)),
+            )
+        return found
 
 
 def _limit_lines(

@@ -9,7 +9,9 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from llmledger.accounts.service import Principal, authenticate
+from llmledger.budgets.enforcement import Enforcer
 from llmledger.kit.errors import ApiError
+from llmledger.kit.settings import Settings
 from llmledger.pricing.book import PriceBook
 
 
@@ -51,3 +53,19 @@ def get_principal(request: Request, session: SessionDep) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_enforcer(request: Request) -> Enforcer:
+    enforcer: Enforcer = request.app.state.enforcer
+    return enforcer
+
+
+EnforcerDep = Annotated[Enforcer, Depends(get_enforcer)]
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

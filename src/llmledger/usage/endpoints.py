@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
-from llmledger.kit.deps import PriceBookDep, PrincipalDep, SessionDep
+from llmledger.kit.deps import EnforcerDep, PriceBookDep, PrincipalDep, SessionDep
 from llmledger.kit.errors import ApiError, field_errors
 from llmledger.pricing.service import pricer_for
 from llmledger.usage import repository, service
@@ -58,12 +58,13 @@ def record_usage(
     session: SessionDep,
     principal: PrincipalDep,
     book: PriceBookDep,
+    enforcer: EnforcerDep,
     body: Annotated[Any, Body(description="one usage event, or {'events': [...]}")],
 ) -> Response:
     """Record one usage event or a batch of up to 1,000, idempotent on client_request_id."""
     events = _parse(body)
     pricer = pricer_for(session, book, principal.organization_id)
-    recorded = service.record_usage(session, pricer, principal, events)
+    recorded = service.record_usage(session, pricer, principal, events, enforcer)
     # Serialised here, once: the service built the response from already-checked values.
     return Response(recorded.model_dump_json(), status_code=201, media_type="application/json")
 

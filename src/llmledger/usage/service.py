@@ -11,7 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from llmledger.accounts.service import Principal, department_ids, team_ids, user_ids
-from llmledger.core.money import ZERO
+from llmledger.budgets.enforcement import Enforcer
+from llmledger.budgets.lines import Attribution, Line
+from llmledger.budgets.rules import load_rules
+from llmledger.core.money import ZERO, to_nanos
 from llmledger.core.pricing import TokenUsage
 from llmledger.kit.bulk import insert_returning
 from llmledger.kit.schemas import CostOut
@@ -45,9 +48,17 @@ def cost_out(row: Any) -> CostOut | None:
 
 
 def record_usage(
-    session: Session, pricer: Pricer, principal: Principal, events: list[UsageIn]
+    session: Session,
+    pricer: Pricer,
+    principal: Principal,
+    events: list[UsageIn],
+    enforcer: Enforcer | None = None,
 ) -> RecordedBatch:
-    """Price and store a batch in one statement; replays of a request id record nothing."""
+    """Price and store a batch in one statement; replays of a request id record nothing.
+
+    With an `enforcer`, each new event's cost is added to the budgets it falls under (in the
+    period of its occurred_at), and thresholds it crosses raise alerts.
+    """
     now = datetime.now(UTC)
     org_id = principal.organization_id
     users = user_ids(session, org_id, (e.user for e in events))
@@ -101,9 +112,13 @@ def record_usage(
             }
         )
 
+    charges = _budget_charges(session, enforcer, principal, rows) if enforcer else {}
     inserted: dict[str, int] = dict(
         insert_returning(session, UsageEvent.__table__, rows, ("client_request_id", "id"))  # type: ignore[arg-type]
     )
+    if enforcer is not None and charges:
+        amounts = [pair for rid, pairs in charges.items() if rid in inserted for pair in pairs]
+        enforcer.add_spend(session, org_id, amounts)
     replayed = [rid for rid in costings if rid not in inserted]
     existing: dict[str, Any] = {}
     if replayed:
@@ -155,3 +170,31 @@ def record_usage(
         total_cost=Decimal(total),
         events=out,
     )
+
+
+def _budget_charges(
+    session: Session, enforcer: Enforcer, principal: Principal, rows: list[dict[str, Any]]
+) -> dict[str, list[tuple[Line, int]]]:
+    """For each priced row, the budget lines its cost goes to; counters are made ready
+    before the rows are inserted (a new counter starts from the ledger's sum)."""
+    rules = load_rules(session, principal.organization_id)
+    if not rules.budgets:
+        return {}
+    charges: dict[str, list[tuple[Line, int]]] = {}
+    every: dict[tuple[int, int, str], Line] = {}
+    for row in rows:
+        if row["cost_total"] is None:
+            continue
+        who = Attribution(
+            principal.organization_id,
+            row["user_id"],
+            row["team_id"],
+            row["department_id"],
+            row["api_key_id"],
+        )
+        lines = rules.lines(who, row["occurred_at"], principal.time_zone)
+        nanos = to_nanos(row["cost_total"])
+        charges[row["client_request_id"]] = [(line, nanos) for line in lines]
+        every.update((line.key, line) for line in lines)
+    enforcer.prepare(session, principal.organization_id, list(every.values()))
+    return charges

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 14:52:44.560674
+Create Date: 2026-11-25 15:05:04.338279
 """
 
 from collections.abc import Sequence
@@ -30,6 +30,40 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_organizations")),
         sa.UniqueConstraint("name", name=op.f("uq_organizations_name")),
     )
+    op.create_table(
+        "budgets",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "organization_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("scope_type", sa.String(length=20), nullable=False),
+        sa.Column("scope_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("daily_limit", llmledger.models.base.Money(), nullable=True),
+        sa.Column("monthly_limit", llmledger.models.base.Money(), nullable=True),
+        sa.Column("thresholds", sa.JSON(), nullable=False),
+        sa.Column("action", sa.String(length=10), nullable=False),
+        sa.Column("max_tokens_per_prompt", sa.Integer(), nullable=True),
+        sa.Column("notify_emails", sa.JSON(), nullable=True),
+        sa.Column("created_at", llmledger.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", llmledger.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["organization_id"],
+            ["organizations.id"],
+            name=op.f("fk_budgets_organization_id_organizations"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_budgets")),
+        sa.UniqueConstraint(
+            "organization_id",
+            "scope_type",
+            "scope_id",
+            name=op.f("uq_budgets_organization_id_scope_type_scope_id"),
+        ),
+    )
+    with op.batch_alter_table("budgets", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_budgets_organization_id"), ["organization_id"], unique=False
+        )
+
     op.create_table(
         "departments",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -98,6 +132,31 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "reservations",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column(
+            "organization_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("amount_nanos", sa.BigInteger(), nullable=False),
+        sa.Column("lines", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(length=10), nullable=False),
+        sa.Column("created_at", llmledger.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", llmledger.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("closed_at", llmledger.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("actual_nanos", sa.BigInteger(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["organization_id"],
+            ["organizations.id"],
+            name=op.f("fk_reservations_organization_id_organizations"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_reservations")),
+    )
+    with op.batch_alter_table("reservations", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_reservations_status_expires_at"), ["status", "expires_at"], unique=False
+        )
+
+    op.create_table(
         "teams",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column(
@@ -118,6 +177,103 @@ def upgrade() -> None:
             batch_op.f("ix_teams_organization_id"), ["organization_id"], unique=False
         )
 
+    op.create_table(
+        "webhooks",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "organization_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("url", sa.String(length=1000), nullable=False),
+        sa.Column("secret", sa.String(length=200), nullable=False),
+        sa.Column("format", sa.String(length=10), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("created_at", llmledger.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["organization_id"],
+            ["organizations.id"],
+            name=op.f("fk_webhooks_organization_id_organizations"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhooks")),
+    )
+    with op.batch_alter_table("webhooks", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_webhooks_organization_id"), ["organization_id"], unique=False
+        )
+
+    op.create_table(
+        "budget_alerts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "organization_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column(
+            "budget_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column(
+            "allocation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("period_key", sa.String(length=24), nullable=False),
+        sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("threshold", sa.Integer(), nullable=False),
+        sa.Column("spent", llmledger.models.base.Money(), nullable=False),
+        sa.Column("limit", llmledger.models.base.Money(), nullable=False),
+        sa.Column("message", sa.String(length=500), nullable=False),
+        sa.Column("created_at", llmledger.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["budget_id"],
+            ["budgets.id"],
+            name=op.f("fk_budget_alerts_budget_id_budgets"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["organization_id"],
+            ["organizations.id"],
+            name=op.f("fk_budget_alerts_organization_id_organizations"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_budget_alerts")),
+        sa.UniqueConstraint(
+            "budget_id",
+            "allocation_id",
+            "period_key",
+            "kind",
+            "threshold",
+            name=op.f("uq_budget_alerts_budget_id_allocation_id_period_key_kind_threshold"),
+        ),
+    )
+    with op.batch_alter_table("budget_alerts", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_budget_alerts_organization_id_created_at"),
+            ["organization_id", "created_at"],
+            unique=False,
+        )
+
+    op.create_table(
+        "budget_counters",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "budget_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column(
+            "allocation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("period_key", sa.String(length=24), nullable=False),
+        sa.Column("period_end", llmledger.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("spent_nanos", sa.BigInteger(), nullable=False),
+        sa.Column("reserved_nanos", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["budget_id"],
+            ["budgets.id"],
+            name=op.f("fk_budget_counters_budget_id_budgets"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_budget_counters")),
+        sa.UniqueConstraint(
+            "budget_id",
+            "allocation_id",
+            "period_key",
+            name=op.f("uq_budget_counters_budget_id_allocation_id_period_key"),
+        ),
+    )
     op.create_table(
         "users",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -175,6 +331,97 @@ def upgrade() -> None:
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_api_keys_organization_id"), ["organization_id"], unique=False
+        )
+
+    op.create_table(
+        "budget_allocations",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "budget_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("daily_limit", llmledger.models.base.Money(), nullable=True),
+        sa.Column("monthly_limit", llmledger.models.base.Money(), nullable=True),
+        sa.Column("created_at", llmledger.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["budget_id"],
+            ["budgets.id"],
+            name=op.f("fk_budget_allocations_budget_id_budgets"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_budget_allocations_user_id_users")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_budget_allocations")),
+        sa.UniqueConstraint(
+            "budget_id", "user_id", name=op.f("uq_budget_allocations_budget_id_user_id")
+        ),
+    )
+    with op.batch_alter_table("budget_allocations", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_budget_allocations_budget_id"), ["budget_id"], unique=False
+        )
+
+    op.create_table(
+        "deliveries",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("alert_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("channel", sa.String(length=10), nullable=False),
+        sa.Column("target", sa.String(length=320), nullable=False),
+        sa.Column("status", sa.String(length=10), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column(
+            "next_attempt_at", llmledger.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column("last_error", sa.String(length=500), nullable=True),
+        sa.Column("sent_at", llmledger.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["alert_id"],
+            ["budget_alerts.id"],
+            name=op.f("fk_deliveries_alert_id_budget_alerts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_deliveries")),
+        sa.UniqueConstraint(
+            "alert_id", "channel", "target", name=op.f("uq_deliveries_alert_id_channel_target")
+        ),
+    )
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_deliveries_status_next_attempt_at"),
+            ["status", "next_attempt_at"],
+            unique=False,
+        )
+
+    op.create_table(
+        "notifications",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "organization_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("alert_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("title", sa.String(length=200), nullable=False),
+        sa.Column("body", sa.String(length=1000), nullable=False),
+        sa.Column("created_at", llmledger.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("read_at", llmledger.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["alert_id"],
+            ["budget_alerts.id"],
+            name=op.f("fk_notifications_alert_id_budget_alerts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["organization_id"],
+            ["organizations.id"],
+            name=op.f("fk_notifications_organization_id_organizations"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_notifications")),
+    )
+    with op.batch_alter_table("notifications", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_notifications_organization_id_read_at_created_at"),
+            ["organization_id", "read_at", "created_at"],
+            unique=False,
         )
 
     op.create_table(
@@ -290,6 +537,18 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_usage_events_organization_id_model_occurred_at"))
 
     op.drop_table("usage_events")
+    with op.batch_alter_table("notifications", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_notifications_organization_id_read_at_created_at"))
+
+    op.drop_table("notifications")
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_deliveries_status_next_attempt_at"))
+
+    op.drop_table("deliveries")
+    with op.batch_alter_table("budget_allocations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_budget_allocations_budget_id"))
+
+    op.drop_table("budget_allocations")
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_api_keys_organization_id"))
 
@@ -298,10 +557,23 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_users_organization_id"))
 
     op.drop_table("users")
+    op.drop_table("budget_counters")
+    with op.batch_alter_table("budget_alerts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_budget_alerts_organization_id_created_at"))
+
+    op.drop_table("budget_alerts")
+    with op.batch_alter_table("webhooks", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_webhooks_organization_id"))
+
+    op.drop_table("webhooks")
     with op.batch_alter_table("teams", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_teams_organization_id"))
 
     op.drop_table("teams")
+    with op.batch_alter_table("reservations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_reservations_status_expires_at"))
+
+    op.drop_table("reservations")
     with op.batch_alter_table("price_versions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_price_versions_provider_model_effective_from"))
         batch_op.drop_index(batch_op.f("ix_price_versions_organization_id_provider_model"))
@@ -311,5 +583,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_departments_organization_id"))
 
     op.drop_table("departments")
+    with op.batch_alter_table("budgets", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_budgets_organization_id"))
+
+    op.drop_table("budgets")
     op.drop_table("organizations")
     # ### end Alembic commands ###

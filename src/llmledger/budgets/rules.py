@@ -1,0 +1,74 @@
+"""Loading an organization's budgets and resolving who a call is charged to."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from llmledger.budgets.lines import Attribution, BudgetRules
+from llmledger.models import ApiKey, Budget, BudgetAllocation, Department, Organization, Team, User
+
+
+def load_rules(session: Session, org_id: int) -> BudgetRules:
+    budgets = list(session.scalars(select(Budget).where(Budget.organization_id == org_id)))
+    allocations: list[BudgetAllocation] = []
+    if budgets:
+        allocations = list(
+            session.scalars(
+                select(BudgetAllocation).where(
+                    BudgetAllocation.budget_id.in_([b.id for b in budgets])
+                )
+            )
+        )
+    return BudgetRules(budgets, allocations, scope_names(session, budgets))
+
+
+def scope_names(session: Session, budgets: list[Budget]) -> dict[tuple[str, int], str]:
+    """Human names of budget scopes, for messages ("team 'research' monthly budget")."""
+    wanted: dict[str, set[int]] = {}
+    for b in budgets:
+        wanted.setdefault(b.scope_type, set()).add(b.scope_id)
+    names: dict[tuple[str, int], str] = {}
+    sources = {
+        "organization": (Organization.id, Organization.name),
+        "team": (Team.id, Team.name),
+        "department": (Department.id, Department.name),
+        "user": (User.id, User.email),
+        "key": (ApiKey.id, ApiKey.prefix),
+    }
+    for scope, ids in wanted.items():
+        id_column, name_column = sources[scope]
+        for id_, name in session.execute(select(id_column, name_column).where(id_column.in_(ids))):
+            names[(scope, id_)] = name
+    return names
+
+
+def find_attribution(
+    session: Session,
+    org_id: int,
+    api_key_id: int | None,
+    user: str | None = None,
+    team: str | None = None,
+    department: str | None = None,
+) -> Attribution:
+    """Ids for the names a caller gave, without creating anything."""
+    user_id = None
+    if user:
+        user_id = session.scalar(
+            select(User.id).where(User.organization_id == org_id, User.email == user)
+        )
+    return Attribution(
+        organization_id=org_id,
+        user_id=user_id,
+        team_id=_id_of(session, Team, org_id, team) if team else None,
+        department_id=_id_of(session, Department, org_id, department) if department else None,
+        api_key_id=api_key_id,
+    )
+
+
+def _id_of(
+    session: Session, model: type[Team] | type[Department], org_id: int, name: str
+) -> int | None:
+    return session.scalar(
+        select(model.id).where(model.organization_id == org_id, model.name == name)
+    )
