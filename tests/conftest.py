@@ -103,3 +103,32 @@ def create_tenant(database_url: str, time_zone: str = "UTC", plan: str = "enterp
 @pytest.fixture
 def tenant(database_url: str) -> Tenant:
     return create_tenant(database_url)
+
+
+REDIS_URL = os.environ.get("LLMLEDGER_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        if IN_CI:
+            pytest.fail(f"Redis is required under CI and is not reachable at {REDIS_URL}")
+        pytest.skip("Redis is not reachable")
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of the test's own; its keys are deleted afterwards."""
+    import redis
+
+    prefix = f"llmledger-test-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from llmledger.cli import admin, costs
+from llmledger.cli import admin, budgets, costs
 
 
 class OneLineErrors(TyperGroup):
@@ -45,6 +45,8 @@ app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.orgs_app, name="orgs")
 app.add_typer(admin.keys_app, name="keys")
 app.add_typer(costs.prices_app, name="prices")
+app.add_typer(budgets.budgets_app, name="budgets")
+app.command("worker")(budgets.worker)
 app.command("serve")(admin.serve)
 app.command("estimate")(costs.estimate)
 app.command("cost")(costs.cost)
