@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with unit_of_work(sessions) as session:
             sync_catalog(session)  # no-op once seeded; covers a database migrated elsewhere
             app.state.price_book = PriceBook(load_catalog(session))
-        store = make_store(settings, sessions)
+        store = make_store(settings)
         app.state.engine = engine
         app.state.sessions = sessions
         app.state.settings = settings

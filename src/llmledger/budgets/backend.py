@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TypeVar
 
 import redis
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from llmledger.budgets.counters import CounterStore, Held, ReserveResult, SpendChange, States
 from llmledger.budgets.lines import Line
@@ -122,8 +122,8 @@ class RedisWithFallback:
         return self._run(lambda: self.primary.held(hold_id), lambda: None)
 
 
-def make_store(settings: Settings, sessions: sessionmaker[Session]) -> CounterStore:
-    sql = SqlCounterStore(sessions)
+def make_store(settings: Settings) -> CounterStore:
+    sql = SqlCounterStore()
     if settings.budget_backend == "sql":
         return sql
     client = redis.Redis.from_url(

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import and_, case, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from llmledger.budgets.counters import Held, LineState, ReserveResult, SpendChange, States
 from llmledger.budgets.line_codec import line_from_json, line_to_json
@@ -89,11 +89,11 @@ class Refused(Exception):
 
 
 class SqlCounterStore:
-    name = "sql"
+    """Counters in the caller's transaction. A hold is visible to others once the caller
+    commits, so callers commit right after reserving (the REST endpoints and the gateway
+    do), and the rows it locks are held only that long."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        # Holds commit on their own at once, so other processes see them immediately.
-        self._sessions = sessions
+    name = "sql"
 
     def reserve(
         self,
@@ -105,10 +105,10 @@ class SqlCounterStore:
     ) -> ReserveResult:
         ordered = sorted(lines, key=lambda line: line.key)
         hold_id = str(uuid.uuid4())
-        own = self._sessions()
+        ensure_counters(session, org_id, ordered)
+        states = {}
+        savepoint = session.begin_nested()  # a refused line undoes the lines before it
         try:
-            ensure_counters(own, org_id, ordered)
-            states = {}
             for line in ordered:
                 statement = (
                     update(C)
@@ -120,11 +120,11 @@ class SqlCounterStore:
                     statement = statement.where(
                         C.spent_nanos + C.reserved_nanos + amount <= line.limit_nanos
                     )
-                row = own.execute(statement).first()
+                row = session.execute(statement).first()
                 if row is None:
                     raise Refused(line)
                 states[line.key] = LineState(row[0], row[1])
-            own.add(
+            session.add(
                 Reservation(
                     id=hold_id,
                     organization_id=org_id,
@@ -133,15 +133,10 @@ class SqlCounterStore:
                     expires_at=expires_at,
                 )
             )
-            own.commit()
+            savepoint.commit()
         except Refused as refused:
-            own.rollback()
+            savepoint.rollback()
             return ReserveResult(None, refused.line, self.read(session, ordered))
-        except BaseException:
-            own.rollback()
-            raise
-        finally:
-            own.close()
         held = Held(hold_id, org_id, amount, tuple(ordered), self.name, expires_at)
         return ReserveResult(held, None, states)
 

@@ -153,7 +153,7 @@ def status(
     """Spent, reserved, remaining and forecast of every budget."""
     with database() as session:
         organization = organization_named(session, org)
-        store = make_store(get_settings(), make_sessionmaker(session.get_bind()))  # type: ignore[arg-type]
+        store = make_store(get_settings())
         budgets = service.list_budgets(session, organization.id)
         found = service.budget_status(
             session, store, organization.id, organization.time_zone, budgets
@@ -217,7 +217,7 @@ def worker(
     upgrade_database(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
-    store = make_store(settings, sessions)
+    store = make_store(settings)
     console.print("llmledger worker running" + (" one pass" if once else ""))
     try:
         while True:

@@ -1,0 +1,152 @@
+"""The Redis counter backend against a real Redis, and what happens when Redis is down."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from llmledger.app import create_app
+from llmledger.kit.settings import Settings
+from tests.conftest import Tenant, create_tenant
+
+CALL = {"model": "gpt-4o", "input_tokens": 100_000, "max_output_tokens": 10_000}  # $0.35
+
+
+def _client(database_url: str, **settings: object) -> TestClient:
+    return TestClient(
+        create_app(
+            Settings(database_url=database_url, env="test", worker_in_process=False, **settings)
+        )
+    )
+
+
+@pytest.fixture
+def redis_client(database_url: str, redis_url: str, redis_prefix: str) -> Iterator[TestClient]:
+    with _client(
+        database_url, budget_backend="redis", redis_url=redis_url, redis_prefix=redis_prefix
+    ) as c:
+        yield c
+
+
+def _line(client: TestClient, tenant: Tenant, budget_id: int) -> dict[str, str]:
+    return client.get(f"/api/v1/budgets/{budget_id}", headers=tenant.headers).json()["status"][0]
+
+
+def test_redis_holds_settles_and_refuses(redis_client: TestClient, database_url: str) -> None:
+    tenant = create_tenant(database_url)
+    budget = redis_client.post(
+        "/api/v1/budgets",
+        json={"scope": "organization", "monthly_limit": "1.00", "action": "block"},
+        headers=tenant.headers,
+    ).json()
+    held = [
+        redis_client.post("/api/v1/reservations", json=CALL, headers=tenant.headers).json()
+        for _ in range(3)
+    ]
+    assert [h["verdict"] for h in held] == ["allow", "allow", "block"]
+    assert Decimal(_line(redis_client, tenant, budget["id"])["reserved"]) == Decimal("0.70")
+
+    r = redis_client.post(
+        f"/api/v1/reservations/{held[0]['reservation_id']}/settle",
+        json={"model": "gpt-4o", "input_tokens": 100_000, "output_tokens": 2_000},
+        headers=tenant.headers,
+    )
+    assert r.status_code == 200, r.text
+    redis_client.post(
+        f"/api/v1/reservations/{held[1]['reservation_id']}/release", headers=tenant.headers
+    )
+    line = _line(redis_client, tenant, budget["id"])
+    assert Decimal(line["spent"]) == Decimal("0.27") and Decimal(line["reserved"]) == 0
+
+
+def test_redis_counters_are_rebuilt_from_the_database(
+    redis_client: TestClient, database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    tenant = create_tenant(database_url)
+    budget = redis_client.post(
+        "/api/v1/budgets",
+        json={"scope": "organization", "monthly_limit": "1.00"},
+        headers=tenant.headers,
+    ).json()
+    redis_client.post(
+        "/api/v1/usage", json={"model": "gpt-4o", "input_tokens": 100_000}, headers=tenant.headers
+    )
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{redis_prefix}:c:{budget['id']}:*"))
+    assert keys, "spend should have reached Redis"
+    client.delete(*keys)  # as if Redis had restarted empty
+    redis_client.post(
+        "/api/v1/usage", json={"model": "gpt-4o", "input_tokens": 100_000}, headers=tenant.headers
+    )
+    assert Decimal(_line(redis_client, tenant, budget["id"])["spent"]) == Decimal("0.50")
+    assert int(client.hget(keys[0], "s") or 0) == 500_000_000  # nano-dollars
+
+
+def test_expired_holds_are_given_back(redis_client: TestClient, database_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from llmledger.alerts.worker import run_once
+    from llmledger.kit.db import unit_of_work
+
+    tenant = create_tenant(database_url)
+    budget = redis_client.post(
+        "/api/v1/budgets",
+        json={"scope": "organization", "monthly_limit": "1.00", "action": "block"},
+        headers=tenant.headers,
+    ).json()
+    redis_client.post("/api/v1/reservations", json=CALL, headers=tenant.headers)
+    app = redis_client.app
+    store = app.state.enforcer.store  # type: ignore[attr-defined]
+    with unit_of_work(app.state.sessions) as session:  # type: ignore[attr-defined]
+        assert store.expire_due(session, datetime.now(UTC)) == 0
+        assert store.expire_due(session, datetime.now(UTC) + timedelta(hours=1)) == 1
+    assert Decimal(_line(redis_client, tenant, budget["id"])["reserved"]) == 0
+    assert run_once(app.state.sessions, store, app.state.settings)["reservations_expired"] == 0  # type: ignore[attr-defined]
+
+
+def test_unreachable_redis_fails_closed_with_a_clear_503(database_url: str) -> None:
+    tenant = create_tenant(database_url)
+    with _client(database_url, budget_backend="redis", redis_url="redis://127.0.0.1:1/0") as client:
+        client.post(
+            "/api/v1/budgets",
+            json={"scope": "organization", "monthly_limit": "1"},
+            headers=tenant.headers,
+        )
+        r = client.post("/api/v1/reservations", json=CALL, headers=tenant.headers)
+        assert r.status_code == 503
+        assert r.json()["error"] == "budget_backend_unavailable"
+        assert "LLMLEDGER_REDIS_UNAVAILABLE" in r.json()["message"]
+
+
+def test_unreachable_redis_can_fall_back_to_the_database(database_url: str) -> None:
+    tenant = create_tenant(database_url)
+    settings = {
+        "budget_backend": "redis",
+        "redis_url": "redis://127.0.0.1:1/0",
+        "redis_unavailable": "database",
+    }
+    with _client(database_url, **settings) as client:
+        budget = client.post(
+            "/api/v1/budgets",
+            json={"scope": "organization", "monthly_limit": "1.00", "action": "block"},
+            headers=tenant.headers,
+        ).json()
+        held = [
+            client.post("/api/v1/reservations", json=CALL, headers=tenant.headers).json()
+            for _ in range(3)
+        ]
+        assert [h["verdict"] for h in held] == ["allow", "allow", "block"]
+        r = client.post(
+            f"/api/v1/reservations/{held[0]['reservation_id']}/settle",
+            json={"model": "gpt-4o", "input_tokens": 100_000, "output_tokens": 2_000},
+            headers=tenant.headers,
+        )
+        assert r.status_code == 200
+        line = _line(client, tenant, budget["id"])
+        assert Decimal(line["spent"]) == Decimal("0.27") and Decimal(line["reserved"]) == Decimal(
+            "0.35"
+        )
