@@ -51,7 +51,8 @@ def _validated(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "budget"
-        fail(f"--{where.replace('_', '-')}: {first['msg']}")
+        message = str(first["msg"]).removeprefix("Value error, ")
+        fail(f"--{where.replace('_', '-')}: {message}")
 
 
 @budgets_app.command("create")

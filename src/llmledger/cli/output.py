@@ -15,7 +15,7 @@ errors = Console(stderr=True)
 
 def fail(message: str) -> NoReturn:
     """Bad input: one line on stderr, exit code 2."""
-    errors.print(f"error: {message}", markup=False, highlight=False)
+    typer.echo(f"error: {message}", err=True)  # plain: one line, never wrapped
     raise typer.Exit(2)
 
 
