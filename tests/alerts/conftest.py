@@ -165,11 +165,12 @@ def alerts_app(database_url: str, smtp: tuple[SmtpSink, int]) -> Iterator[Alerts
 def _no_pending_deliveries_left(request: pytest.FixtureRequest) -> Iterator[None]:
     """Deliver passes are global; a test that fails half-way must not leave due rows of its
     organization for later tests' passes to trip over."""
-    yield
     if "tenant" not in request.fixturenames or "alerts_app" not in request.fixturenames:
+        yield
         return
     tenant: Tenant = request.getfixturevalue("tenant")
     app: AlertsApp = request.getfixturevalue("alerts_app")
+    yield
     with unit_of_work(app.sessions) as session:
         alert_ids = select(BudgetAlert.id).where(BudgetAlert.organization_id == tenant.org_id)
         session.execute(

@@ -48,9 +48,9 @@ def as_text(amount: Decimal) -> str:
 NANOS_PER_USD = 1_000_000_000
 
 
-def to_nanos(amount: Decimal, *, round_up: bool = False) -> int:
+def to_nanos(amount: Decimal | int, *, round_up: bool = False) -> int:
     """USD to integer nano-dollars; reservations round up so they never under-reserve."""
-    scaled = amount * NANOS_PER_USD
+    scaled = Decimal(amount) * NANOS_PER_USD
     return int(scaled.to_integral_value(rounding=ROUND_CEILING if round_up else ROUND_HALF_EVEN))
 
 

@@ -55,10 +55,11 @@ def _postgresql_unnest(
             sql_type = column.type.compile(dialect=dialect)
             casts.append(f"%(c{index})b::{sql_type}[]")
         arrays[f"c{index}"] = values
+    quote = dialect.identifier_preparer.quote  # e.g. "limit" is a reserved word
     sql = (
-        f"INSERT INTO {table.name} ({', '.join(names)}) "
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
         f"SELECT * FROM unnest({', '.join(casts)}) "
-        f"ON CONFLICT DO NOTHING RETURNING {', '.join(returning)}"
+        f"ON CONFLICT DO NOTHING RETURNING {', '.join(quote(n) for n in returning)}"
     )
     # Binary parameters (%b): the text format quotes every array element through a regex.
     cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
