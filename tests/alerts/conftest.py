@@ -123,7 +123,7 @@ def webhook_receiver() -> Iterator[Callable[..., WebhookReceiver]]:
 
     def start(fail_first: int = 0, always_fail: bool = False) -> WebhookReceiver:
         receiver = WebhookReceiver(fail_first, always_fail)
-        thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+        thread = threading.Thread(target=receiver.serve_forever, args=(0.05,), daemon=True)
         thread.start()
         started.append((receiver, thread))
         return receiver

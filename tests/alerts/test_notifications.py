@@ -9,9 +9,7 @@ from tests.conftest import Tenant, create_tenant
 
 
 def _listed(app: AlertsApp, tenant: Tenant, unread: bool = False) -> list[dict[str, Any]]:
-    r = app.client.get(
-        "/api/v1/notifications", params={"unread": unread}, headers=tenant.headers
-    )
+    r = app.client.get("/api/v1/notifications", params={"unread": unread}, headers=tenant.headers)
     assert r.status_code == 200, r.text
     return list(r.json())
 
@@ -57,9 +55,7 @@ def test_notifications_are_acknowledged_one_by_one_and_all_at_once(
     assert _listed(alerts_app, tenant, unread=True) == everything
 
     first = everything[-1]
-    r = alerts_app.client.post(
-        f"/api/v1/notifications/{first['id']}/read", headers=tenant.headers
-    )
+    r = alerts_app.client.post(f"/api/v1/notifications/{first['id']}/read", headers=tenant.headers)
     assert r.status_code == 200, r.text
     assert r.json()["id"] == first["id"] and r.json()["read_at"] is not None
     unread = _listed(alerts_app, tenant, unread=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -63,44 +64,59 @@ def _transport(socket_path: str) -> httpx.HTTPTransport:
     return httpx.HTTPTransport(uds=socket_path)
 
 
+# Imports the app once, then forks one uvicorn server per socket: each is a process of its
+# own (own engine, own counter store), without paying the import once per process.
+LAUNCHER = """
+import os, signal, sys
+import uvicorn
+import llmledger.app
+
+children = []
+for sock in sys.argv[1:]:
+    pid = os.fork()
+    if pid == 0:
+        uvicorn.run(
+            "llmledger.app:create_app", factory=True, uds=sock, log_level="warning",
+            access_log=False,
+        )
+        os._exit(0)
+    children.append(pid)
+
+def stop(*_):
+    for pid in children:
+        os.kill(pid, signal.SIGTERM)
+
+signal.signal(signal.SIGTERM, stop)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+
 @contextlib.contextmanager
 def servers(tmp_path: Path, env: dict[str, str]) -> Iterator[list[str]]:
-    """PROCESSES uvicorn servers on Unix sockets (no port races); yields the socket paths."""
-    procs: list[tuple[subprocess.Popen[bytes], str, Path]] = []
+    """PROCESSES server processes on Unix sockets (no port races); yields the socket paths."""
+    sockets = [str(tmp_path / f"s{n}.sock") for n in range(PROCESSES)]
+    log = tmp_path / "servers.log"
     full_env = {
         **os.environ,
         "LLMLEDGER_ENV": "test",
         "LLMLEDGER_WORKER_IN_PROCESS": "false",
         **env,
     }
+    with log.open("wb") as out:
+        launcher = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, *sockets],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, to be sure none is left behind
+        )
     try:
-        for n in range(PROCESSES):
-            sock = str(tmp_path / f"s{n}.sock")
-            log = tmp_path / f"server{n}.log"
-            with log.open("wb") as out:
-                proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        "llmledger.app:create_app",
-                        "--factory",
-                        "--uds",
-                        sock,
-                        "--log-level",
-                        "warning",
-                        "--no-access-log",
-                    ],
-                    env=full_env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            procs.append((proc, sock, log))
         deadline = time.monotonic() + STARTUP_SECONDS
-        for proc, sock, log in procs:
+        for sock in sockets:
             while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
+                if launcher.poll() is not None:
+                    pytest.fail(f"servers exited with {launcher.returncode}:\n{log.read_text()}")
                 with (
                     contextlib.suppress(httpx.HTTPError),
                     httpx.Client(transport=_transport(sock), base_url="http://server") as client,
@@ -108,18 +124,16 @@ def servers(tmp_path: Path, env: dict[str, str]) -> Iterator[list[str]]:
                     if client.get("/healthz", timeout=2).status_code == 200:
                         break
                 if time.monotonic() > deadline:
-                    pytest.fail(f"server did not start:\n{log.read_text()}")
-                time.sleep(0.1)
-        yield [sock for _, sock, _ in procs]
+                    pytest.fail(f"servers did not start:\n{log.read_text()}")
+                time.sleep(0.05)
+        yield sockets
     finally:
-        for proc, _, _ in procs:
-            proc.terminate()
-        for proc, _, _ in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        launcher.terminate()
+        try:
+            launcher.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
 
 
 @dataclass
@@ -202,21 +216,23 @@ def ledger(database_url: str, org_id: int, budget_id: int) -> tuple[int, Decimal
 def run_and_check(tmp_path: Path, database_url: str, env: dict[str, str]) -> Outcome:
     tenant = create_tenant(database_url)
     env = {"LLMLEDGER_DATABASE_URL": database_url, **env}
-    with servers(tmp_path, env) as sockets:
-        with httpx.Client(
+    with (
+        servers(tmp_path, env) as sockets,
+        httpx.Client(
             transport=_transport(sockets[0]), base_url="http://server", headers=tenant.headers
-        ) as admin:
-            r = admin.post(
-                "/api/v1/budgets",
-                json={"scope": "organization", "monthly_limit": str(LIMIT), "action": "block"},
-            )
-            assert r.status_code == 201, r.text
-            budget_id = r.json()["id"]
+        ) as admin,
+    ):
+        r = admin.post(
+            "/api/v1/budgets",
+            json={"scope": "organization", "monthly_limit": str(LIMIT), "action": "block"},
+        )
+        assert r.status_code == 201, r.text
+        budget_id = r.json()["id"]
 
-            outcome = asyncio.run(race(sockets, tenant))
+        outcome = asyncio.run(race(sockets, tenant))
 
-            (budget,) = admin.get("/api/v1/budgets").json()
-            (line,) = budget["status"]
+        (budget,) = admin.get("/api/v1/budgets").json()
+        (line,) = budget["status"]
 
     spent, reserved = Decimal(line["spent"]), Decimal(line["reserved"])
     settled = sum(outcome.settled_costs, Decimal(0))

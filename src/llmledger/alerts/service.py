@@ -91,6 +91,6 @@ def _queue_deliveries(session: Session, org_id: int, budget_id: int, alert_id: i
         select(Webhook.id).where(Webhook.organization_id == org_id, Webhook.active.is_(True))
     )
     targets += [("webhook", str(hook_id)) for hook_id in hooks]
-    for channel, target in targets:
+    for channel, target in dict.fromkeys(targets):  # a repeated address gets one email
         session.add(Delivery(alert_id=alert_id, channel=channel, target=target))
     session.flush()

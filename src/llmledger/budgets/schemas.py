@@ -44,7 +44,7 @@ class BudgetFields(BaseModel):
         for value in values or []:
             if "@" not in value or len(value) > 320:
                 raise ValueError(f"{value!r} is not an email address")
-        return values
+        return None if values is None else list(dict.fromkeys(values))  # once per address
 
 
 class BudgetIn(BudgetFields):

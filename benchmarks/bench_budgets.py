@@ -1,0 +1,455 @@
+"""Budget checks per second and a no-overspend run.
+
+1. Checks: one check is a reserve (check-and-hold on every budget line) and its release,
+   through `Enforcer` in-process, as the REST endpoints and the gateway make them. Measured
+   for the SQL backend on PostgreSQL and for the Redis backend, in one process and in several
+   at once; beside it, as the anchor of the same run, the same number of bare Redis round
+   trips (EVALSHA of a script that returns 1) as a check makes, so the ratio is our overhead.
+2. No overspend: several real server processes take CALLS concurrent reserve→settle requests
+   against one hard organization budget that admits only part of them; the spend must stay
+   within the limit and use nearly all of it. Exits 1 if it does not.
+
+`python benchmarks/bench_budgets.py --profile` also prints where a Redis check's time goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import cProfile
+import io
+import multiprocessing
+import os
+import pstats
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from server import database
+
+REDIS_URL = os.environ.get("LLMLEDGER_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+SECONDS = 3.0  # per measurement
+PROCESSES = 4
+AMOUNT = 450_000  # nano-dollars held per check ($0.00045, a small gpt-4o-mini call)
+TARGET = 20_000  # Redis checks/s wanted from several processes on a 2-core machine
+
+# The no-overspend run.
+SERVERS = 4
+CALLS = 256
+IN_FLIGHT = 32
+LIMIT = Decimal("0.06")  # about 140 of the 256 calls fit
+RESERVE = {"model": "gpt-4o-mini", "input_tokens": 1000, "max_output_tokens": 500}
+
+
+# --- setup ------------------------------------------------------------------------------
+
+
+def prepare(database_url: str, limit: Decimal | None) -> tuple[int, str]:
+    """Migrate, seed prices, create an organization with an API key and, if `limit` is
+    given, a hard monthly organization budget. Returns the organization id and the key."""
+    from llmledger.accounts.service import create_api_key, create_organization
+    from llmledger.budgets.schemas import BudgetIn
+    from llmledger.budgets.service import create_budget
+    from llmledger.kit.db import make_engine, make_sessionmaker, unit_of_work
+    from llmledger.kit.migrate import upgrade_database
+    from llmledger.pricing.repository import sync_catalog
+
+    upgrade_database(database_url)
+    engine = make_engine(database_url)
+    try:
+        with unit_of_work(make_sessionmaker(engine)) as session:
+            sync_catalog(session)
+            org = create_organization(session, f"bench-{uuid.uuid4().hex[:8]}")
+            key = create_api_key(session, org).secret
+            if limit is not None:
+                create_budget(
+                    session,
+                    org.id,
+                    BudgetIn(scope="organization", monthly_limit=limit, action="block"),
+                )
+            return org.id, key
+    finally:
+        engine.dispose()
+
+
+def redis_env(prefix: str) -> dict[str, str]:
+    return {
+        "LLMLEDGER_BUDGET_BACKEND": "redis",
+        "LLMLEDGER_REDIS_URL": REDIS_URL,
+        "LLMLEDGER_REDIS_PREFIX": prefix,
+    }
+
+
+@contextlib.contextmanager
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of the run's own; its keys are deleted afterwards."""
+    prefix = f"llmledger-bench-{uuid.uuid4().hex[:10]}"
+    try:
+        yield prefix
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+        client.close()
+
+
+# --- checks per second ------------------------------------------------------------------
+
+
+def timed(step: Callable[[], object], seconds: float, ready: Any = None) -> float:
+    """Run `step` for about `seconds`, after a warm-up (and after every process is ready,
+    if given a barrier); returns runs per second."""
+    for _ in range(200):  # warm caches, connections and Redis script loading
+        step()
+    if ready is not None:
+        ready.wait()
+    done = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(50):
+            step()
+        done += 50
+        now = time.perf_counter()
+        if now >= deadline:
+            return done / (now - start)
+
+
+def check_step(
+    database_url: str, org_id: int, backend: str, prefix: str, store_only: bool = False
+) -> tuple[Callable[[], object], Callable[[], None]]:
+    """One check (reserve, commit, release, commit) as a function; and a closer."""
+    from llmledger.budgets.backend import make_store
+    from llmledger.budgets.enforcement import Enforcer
+    from llmledger.budgets.lines import Attribution
+    from llmledger.budgets.rules import load_rules
+    from llmledger.kit.db import make_engine, make_sessionmaker
+    from llmledger.kit.settings import Settings
+
+    settings = Settings(
+        database_url=database_url, budget_backend=backend, redis_url=REDIS_URL, redis_prefix=prefix
+    )
+    engine = make_engine(database_url)
+    session = make_sessionmaker(engine)()
+    store = make_store(settings)
+    enforcer = Enforcer(store, timedelta(minutes=15))
+    rules = load_rules(session, org_id)
+    who = Attribution(org_id)
+    session.commit()
+
+    def enforcer_step() -> object:
+        decision = enforcer.reserve(session, rules, who, "UTC", AMOUNT, 1500)
+        session.commit()
+        assert decision.held is not None, decision.reasons
+        enforcer.release(session, decision.held)
+        session.commit()
+        return decision
+
+    lines = rules.lines(who, datetime.now(UTC), "UTC")
+
+    def store_step() -> object:
+        result = store.reserve(
+            session, org_id, lines, AMOUNT, datetime.now(UTC) + timedelta(minutes=15)
+        )
+        session.commit()
+        assert result.held is not None
+        store.release(session, result.held)
+        session.commit()
+        return result
+
+    def close() -> None:
+        session.close()
+        engine.dispose()
+
+    return (store_step if store_only else enforcer_step), close
+
+
+def bare_step() -> tuple[Callable[[], object], Callable[[], None]]:
+    """Two bare round trips, as many as a Redis check makes (reserve script, release script);
+    the client is configured as the Redis store's is."""
+    client = redis.Redis.from_url(
+        REDIS_URL, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
+    )
+    script = client.register_script("return 1")
+
+    def step() -> object:
+        script()
+        return script()
+
+    return step, client.close
+
+
+def _worker(kind: str, args: tuple[Any, ...], ready: Any, results: Any) -> None:
+    step, close = bare_step() if kind == "bare" else check_step(*args)
+    try:
+        results.put(timed(step, SECONDS, ready))
+    finally:
+        close()
+
+
+def parallel(kind: str, args: tuple[Any, ...], processes: int) -> float:
+    """Runs per second of `processes` processes at once, timed from a common start."""
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Barrier(processes)
+    results = ctx.Queue()
+    workers = [
+        ctx.Process(target=_worker, args=(kind, args, ready, results)) for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        return sum(results.get(timeout=120) for _ in workers)
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.terminate()
+
+
+def round_trips_per_check(step: Callable[[], object], checks: int = 200) -> float:
+    client = redis.Redis.from_url(REDIS_URL)
+    before = int(client.info("stats")["total_commands_processed"])
+    for _ in range(checks):
+        step()
+    after = int(client.info("stats")["total_commands_processed"])
+    client.close()
+    return (after - before - 1) / checks  # less the INFO itself
+
+
+def profile(step: Callable[[], object], checks: int = 3000) -> str:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(checks):
+        step()
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(18)
+    return out.getvalue()
+
+
+def bench_checks(show_profile: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp, database("postgresql", tmp) as url:
+        org_id, _ = prepare(url, Decimal(1_000_000))
+
+        step, close = check_step(url, org_id, "sql", "unused")
+        sql_one = timed(step, SECONDS)
+        close()
+        step, close = check_step(url, org_id, "sql", "unused", store_only=True)
+        sql_store = timed(step, SECONDS)
+        close()
+        sql_many = parallel("check", (url, org_id, "sql", "unused"), PROCESSES)
+        print(
+            f"sql/postgresql: {sql_one:,.0f} checks/s (reserve+release via Enforcer, "
+            f"1 process) | store alone {sql_store:,.0f} checks/s | "
+            f"{PROCESSES} processes {sql_many:,.0f} checks/s (one budget row)",
+            flush=True,
+        )
+
+        with redis_prefix() as prefix:
+            step, close = check_step(url, org_id, "redis", prefix)
+            trips = round_trips_per_check(step)
+            redis_one = timed(step, SECONDS)
+            profiled = profile(step) if show_profile else ""
+            close()
+            step, close = check_step(url, org_id, "redis", prefix, store_only=True)
+            redis_store = timed(step, SECONDS)
+            close()
+            step, close = bare_step()
+            bare_one = timed(step, SECONDS)
+            close()
+            print(
+                f"redis, 1 process: {redis_one:,.0f} checks/s (reserve+release via Enforcer, "
+                f"{trips:.1f} Redis commands each) | store alone {redis_store:,.0f} checks/s | "
+                f"bare EVALSHA x2 {bare_one:,.0f}/s | ratio {redis_one / bare_one:.2f}",
+                flush=True,
+            )
+            redis_many = parallel("check", (url, org_id, "redis", prefix), PROCESSES)
+            bare_many = parallel("bare", (), PROCESSES)
+            verdict = "met" if redis_many >= TARGET else "NOT met"
+            print(
+                f"redis, {PROCESSES} processes: {redis_many:,.0f} checks/s | "
+                f"bare EVALSHA x2 {bare_many:,.0f}/s | ratio {redis_many / bare_many:.2f} | "
+                f"target {TARGET:,}/s {verdict} ({os.cpu_count()} CPUs, Redis on the same host)",
+                flush=True,
+            )
+            if profiled:
+                print(profiled)
+
+
+# --- no overspend -------------------------------------------------------------------------
+
+# Imports the app once, then forks one uvicorn server per socket: each is a process of its
+# own (own engine, own counter store) without paying the imports once per process.
+LAUNCHER = """
+import os, signal, sys
+import uvicorn
+import llmledger.app
+
+children = []
+for sock in sys.argv[1:]:
+    pid = os.fork()
+    if pid == 0:
+        uvicorn.run(
+            "llmledger.app:create_app", factory=True, uds=sock, log_level="warning",
+            access_log=False,
+        )
+        os._exit(0)
+    children.append(pid)
+
+def stop(*_):
+    for pid in children:
+        os.kill(pid, signal.SIGTERM)
+
+signal.signal(signal.SIGTERM, stop)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+
+@contextlib.contextmanager
+def servers(tmp: str, env: dict[str, str]) -> Iterator[list[str]]:
+    """SERVERS server processes on Unix sockets; yields the socket paths."""
+    sockets = [f"{tmp}/s{n}-{uuid.uuid4().hex[:6]}.sock" for n in range(SERVERS)]
+    full_env = {**os.environ, "LLMLEDGER_WORKER_IN_PROCESS": "false", **env}
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, *sockets], env=full_env, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        for sock in sockets:
+            while True:
+                if launcher.poll() is not None:
+                    raise RuntimeError(f"servers exited with {launcher.returncode}")
+                with (
+                    contextlib.suppress(httpx.HTTPError),
+                    httpx.Client(transport=httpx.HTTPTransport(uds=sock)) as client,
+                ):
+                    if client.get("http://server/healthz", timeout=2).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("servers did not start")
+                time.sleep(0.05)
+        yield sockets
+    finally:
+        launcher.terminate()
+        try:
+            launcher.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+
+
+async def race(sockets: list[str], key: str) -> tuple[int, int, Decimal]:
+    """CALLS reserve→settle calls, IN_FLIGHT at a time, spread over the servers; each
+    settles a little below the worst case it held. Returns allowed, refused, settled cost."""
+    allowed = refused = 0
+    settled = Decimal(0)
+    gate = asyncio.Semaphore(IN_FLIGHT)
+    clients = [
+        httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=sock),
+            base_url="http://server",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        )
+        for sock in sockets
+    ]
+
+    async def call(i: int) -> None:
+        nonlocal allowed, refused, settled
+        client = clients[i % len(clients)]
+        async with gate:
+            r = await client.post("/api/v1/reservations", json=RESERVE)
+            r.raise_for_status()
+            decision = r.json()
+            if decision["verdict"] == "block":
+                refused += 1
+                return
+            allowed += 1
+            usage = {
+                "model": RESERVE["model"],
+                "input_tokens": RESERVE["input_tokens"],
+                "output_tokens": 450 + (i * 7) % 50,
+                "client_request_id": f"call-{i}",
+            }
+            r = await client.post(
+                f"/api/v1/reservations/{decision['reservation_id']}/settle", json=usage
+            )
+            r.raise_for_status()
+            settled += Decimal(r.json()["total_cost"])
+
+    try:
+        await asyncio.gather(*(call(i) for i in range(CALLS)))
+    finally:
+        for client in clients:
+            await client.aclose()
+    return allowed, refused, settled
+
+
+def ledger_total(database_url: str, org_id: int) -> Decimal:
+    from sqlalchemy import select
+
+    from llmledger.kit.db import make_engine, make_sessionmaker
+    from llmledger.models import UsageEvent
+
+    engine = make_engine(database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            costs = session.scalars(
+                select(UsageEvent.cost_total).where(UsageEvent.organization_id == org_id)
+            )
+            return sum((c for c in costs if c is not None), Decimal(0))
+    finally:
+        engine.dispose()
+
+
+def no_overspend(label: str, env: dict[str, str]) -> bool:
+    with tempfile.TemporaryDirectory() as tmp, database("postgresql", tmp) as url:
+        org_id, key = prepare(url, LIMIT)
+        with servers(tmp, {"LLMLEDGER_DATABASE_URL": url, **env}) as sockets:
+            start = time.perf_counter()
+            allowed, refused, settled = asyncio.run(race(sockets, key))
+            seconds = time.perf_counter() - start
+            with httpx.Client(transport=httpx.HTTPTransport(uds=sockets[0])) as client:
+                r = client.get(
+                    "http://server/api/v1/budgets", headers={"Authorization": f"Bearer {key}"}
+                )
+                (line,) = r.json()[0]["status"]
+        spent, reserved = Decimal(line["spent"]), Decimal(line["reserved"])
+        ledger = ledger_total(url, org_id)
+    ok = spent <= LIMIT and ledger <= LIMIT and spent == ledger == settled and reserved == 0
+    print(
+        f"no-overspend {label}: limit ${LIMIT} | spent ${spent} ({spent / LIMIT:.1%} used, "
+        f"ledger ${ledger}) | allowed {allowed}, refused {refused} | {CALLS} reserve→settle "
+        f"calls over {SERVERS} server processes, {IN_FLIGHT} in flight, "
+        f"{CALLS / seconds:,.0f} calls/s | {'ok' if ok else 'OVER THE LIMIT OR INCONSISTENT'}",
+        flush=True,
+    )
+    return ok
+
+
+def main() -> int:
+    bench_checks(show_profile="--profile" in sys.argv)
+    ok = no_overspend("sql/postgresql", {"LLMLEDGER_BUDGET_BACKEND": "sql"})
+    with redis_prefix() as prefix:
+        ok = no_overspend("redis", redis_env(prefix)) and ok
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
