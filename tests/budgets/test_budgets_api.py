@@ -228,3 +228,16 @@ def test_budgets_are_private_to_their_organization(
     other = create_tenant(database_url)
     assert client.get(f"/api/v1/budgets/{budget['id']}", headers=other.headers).status_code == 404
     assert client.get("/api/v1/budgets", headers=other.headers).json() == []
+
+
+def test_a_repeated_alert_address_is_kept_once(client: TestClient, tenant: Tenant) -> None:
+    budget = create(
+        client,
+        tenant,
+        scope="organization",
+        monthly_limit="0.10",
+        notify_emails=["a@x.com", "a@x.com"],
+    )
+    assert budget["notify_emails"] == ["a@x.com"]
+    # Crossing every threshold still records the usage.
+    assert client.post("/api/v1/usage", json=usage(), headers=tenant.headers).status_code == 201
