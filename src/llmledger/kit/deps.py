@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from llmledger.accounts.service import Principal, authenticate
 from llmledger.budgets.enforcement import Enforcer
+from llmledger.kit.db import unit_of_work
 from llmledger.kit.errors import ApiError
 from llmledger.kit.settings import Settings
 from llmledger.pricing.book import PriceBook
@@ -17,15 +18,8 @@ from llmledger.pricing.book import PriceBook
 
 def get_session(request: Request) -> Iterator[Session]:
     """One session per request: committed if the handler returns, rolled back if it raises."""
-    session: Session = request.app.state.sessions()
-    try:
+    with unit_of_work(request.app.state.sessions) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # Function scope: the commit happens before the response is sent, so a failed commit is
