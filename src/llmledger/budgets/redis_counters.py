@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import redis
 from sqlalchemy.orm import Session
@@ -26,39 +27,59 @@ from llmledger.budgets.sql_counters import SqlCounterStore, ensure_counters
 GRACE = timedelta(days=7)
 MISSING = -1
 
+# Check every line and hold on all of them, or on none (KEYS: counters, hold, expiry index).
 _RESERVE = """
 local n = tonumber(ARGV[1])
 local amount = tonumber(ARGV[2])
+local spent, reserved = {}, {}
 for i = 1, n do
-  if redis.call('EXISTS', KEYS[i]) == 0 then return {-1, i} end
-end
-for i = 1, n do
-  if ARGV[2 + 2 * i] == '1' then
-    local s = tonumber(redis.call('HGET', KEYS[i], 's') or '0')
-    local r = tonumber(redis.call('HGET', KEYS[i], 'r') or '0')
-    if s + r + amount > tonumber(ARGV[1 + 2 * i]) then return {0, i} end
+  local v = redis.call('HMGET', KEYS[i], 's', 'r')
+  if not v[1] then return {-1, i} end
+  spent[i], reserved[i] = tonumber(v[1]), tonumber(v[2] or '0')
+  if ARGV[2 + 2 * i] == '1' and spent[i] + reserved[i] + amount > tonumber(ARGV[1 + 2 * i]) then
+    return {0, i}
   end
 end
 local out = {1}
 for i = 1, n do
-  local r = redis.call('HINCRBY', KEYS[i], 'r', amount)
-  out[#out + 1] = tonumber(redis.call('HGET', KEYS[i], 's') or '0')
-  out[#out + 1] = r
+  redis.call('HINCRBY', KEYS[i], 'r', amount)
+  out[#out + 1] = spent[i]
+  out[#out + 1] = reserved[i] + amount
 end
 local base = 3 + 2 * n
-redis.call('HSET', KEYS[n + 1], 'amount', amount, 'lines', ARGV[base + 2], 'keys', ARGV[base + 3])
+redis.call('HSET', KEYS[n + 1], 'a', amount, 'k', ARGV[base + 3], 'l', ARGV[base + 2])
 redis.call('ZADD', KEYS[n + 2], ARGV[base], ARGV[base + 1])
+return out
+"""
+
+# Turn a hold into spend in one step (KEYS: counters, hold, expiry index; ARGV: id, actual):
+# freeing the hold and adding the spend apart would let another call slip into the gap.
+_SETTLE = """
+local n = #KEYS - 2
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[i]) == 0 then return {-1, i} end
+end
+local amount = redis.call('HGET', KEYS[n + 1], 'a')
+local out = {1}
+for i = 1, n do
+  if amount then
+    if redis.call('HINCRBY', KEYS[i], 'r', -tonumber(amount)) < 0 then
+      redis.call('HSET', KEYS[i], 'r', 0)
+    end
+  end
+  out[#out + 1] = redis.call('HINCRBY', KEYS[i], 's', tonumber(ARGV[2]))
+end
+redis.call('DEL', KEYS[n + 1])
+redis.call('ZREM', KEYS[n + 2], ARGV[1])
 return out
 """
 
 # Give a hold back (KEYS: the hold, the expiry index). The hold names its own counter keys.
 _UNHOLD = """
-local amount = redis.call('HGET', KEYS[1], 'amount')
+local amount = redis.call('HGET', KEYS[1], 'a')
 if not amount then return 0 end
-local keys = cjson.decode(redis.call('HGET', KEYS[1], 'keys'))
-for _, key in ipairs(keys) do
-  local r = redis.call('HINCRBY', key, 'r', -tonumber(amount))
-  if r < 0 then redis.call('HSET', key, 'r', 0) end
+for _, key in ipairs(cjson.decode(redis.call('HGET', KEYS[1], 'k'))) do
+  if redis.call('HINCRBY', key, 'r', -tonumber(amount)) < 0 then redis.call('HSET', key, 'r', 0) end
 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -80,11 +101,12 @@ _EXPIRE_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)
 for _, id in ipairs(due) do
   local hold = ARGV[2] .. id
-  local amount = redis.call('HGET', hold, 'amount')
+  local amount = redis.call('HGET', hold, 'a')
   if amount then
-    for _, key in ipairs(cjson.decode(redis.call('HGET', hold, 'keys'))) do
-      local r = redis.call('HINCRBY', key, 'r', -tonumber(amount))
-      if r < 0 then redis.call('HSET', key, 'r', 0) end
+    for _, key in ipairs(cjson.decode(redis.call('HGET', hold, 'k'))) do
+      if redis.call('HINCRBY', key, 'r', -tonumber(amount)) < 0 then
+        redis.call('HSET', key, 'r', 0)
+      end
     end
     redis.call('DEL', hold)
   end
@@ -104,6 +126,7 @@ class RedisCounterStore:
         self._reserve = client.register_script(_RESERVE)
         self._unhold_script = client.register_script(_UNHOLD)
         self._add = client.register_script(_ADD_SPEND)
+        self._settle = client.register_script(_SETTLE)
         self._expire = client.register_script(_EXPIRE_DUE)
 
     def counter_key(self, line: Line) -> str:
@@ -145,11 +168,10 @@ class RedisCounterStore:
         payload = json.dumps({"lines": [line_to_json(line) for line in ordered], "org": org_id})
         # The hold remembers its counter keys so expiry needs nothing but Redis.
         args += [expires_at.timestamp(), hold_id, payload, json.dumps(keys)]
-        for _ in range(3):
-            result = self._reserve(keys=[*keys, self._hold_key(hold_id), self._due_key], args=args)
-            if result[0] != MISSING:
-                break
-            self.hydrate(session, org_id, ordered)
+        all_keys = [*keys, self._hold_key(hold_id), self._due_key]
+        result = self._with_counters(
+            session, org_id, ordered, lambda: self._reserve(keys=all_keys, args=args)
+        )
         if result[0] == 0:
             return ReserveResult(None, ordered[int(result[1]) - 1], self.read(session, ordered))
         states = {
@@ -165,10 +187,34 @@ class RedisCounterStore:
         )
 
     def settle(self, session: Session, held: Held, actual: int) -> list[SpendChange]:
-        self._unhold(held.id)  # gone already if it expired: the spend still counts below
-        return self.add_spend(
-            session, held.organization_id, [(line, actual) for line in held.lines]
+        """Free the hold and add the spend in one script (an expired hold adds only spend);
+        the database's counters get the spend in the caller's transaction."""
+        lines = list(held.lines)
+        keys = [self.counter_key(line) for line in lines]
+        result = self._with_counters(
+            session,
+            held.organization_id,
+            lines,
+            lambda: self._settle(
+                keys=[*keys, self._hold_key(held.id), self._due_key], args=[held.id, actual]
+            ),
         )
+        self.sql.add_spend(session, held.organization_id, [(line, actual) for line in lines])
+        return [
+            SpendChange(line, int(result[1 + i]) - actual, int(result[1 + i]))
+            for i, line in enumerate(lines)
+        ]
+
+    def _with_counters(
+        self, session: Session, org_id: int, lines: Sequence[Line], run: Callable[[], Any]
+    ) -> Any:
+        """Run a script that needs the lines' counters, building missing ones first."""
+        for _ in range(3):
+            result = run()
+            if result[0] != MISSING:
+                return result
+            self.hydrate(session, org_id, lines)
+        raise RuntimeError("budget counters could not be rebuilt in Redis")
 
     def release(self, session: Session, held: Held) -> bool:
         return self._unhold(held.id)
@@ -188,11 +234,9 @@ class RedisCounterStore:
         ordered = [by_key[k] for k in sorted(totals)]
         keys = [self.counter_key(line) for line in ordered]
         values = [totals[line.key] for line in ordered]
-        for _ in range(3):
-            result = self._add(keys=keys, args=values)
-            if result[0] != MISSING:
-                break
-            self.hydrate(session, org_id, ordered)
+        result = self._with_counters(
+            session, org_id, ordered, lambda: self._add(keys=keys, args=values)
+        )
         self.sql.add_spend(session, org_id, list(zip(ordered, values, strict=True)))
         return [
             SpendChange(line, int(result[1 + i]) - values[i], int(result[1 + i]))
@@ -224,8 +268,7 @@ class RedisCounterStore:
         return expired + self.sql.expire_due(session, now)
 
     def held(self, hold_id: str) -> Held | None:
-        raw = self.client.hget(self._hold_key(hold_id), "lines")
-        amount = self.client.hget(self._hold_key(hold_id), "amount")
+        raw, amount = self.client.hmget(self._hold_key(hold_id), "l", "a")
         if raw is None or amount is None:
             return None
         data = json.loads(raw)
