@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import and_, case, select, update
+from sqlalchemy import ColumnElement, Table, and_, case, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from llmledger.budgets.counters import Held, LineState, ReserveResult, SpendChange, States
@@ -25,14 +25,29 @@ from llmledger.kit.upsert import insert_ignoring_conflicts
 from llmledger.models import BudgetCounter, Reservation, UsageEvent
 
 C = BudgetCounter
+# Core tables: plain UPDATE/INSERT statements, without the ORM's bookkeeping on hot paths.
+T: Table = BudgetCounter.__table__  # type: ignore[assignment]
+R: Table = Reservation.__table__  # type: ignore[assignment]
 
 
-def _where(line: Line):  # type: ignore[no-untyped-def]
+def _where(line: Line) -> ColumnElement[bool]:
     return and_(
-        C.budget_id == line.budget_id,
-        C.allocation_id == line.allocation_id,
-        C.period_key == line.period.key,
+        T.c.budget_id == line.budget_id,
+        T.c.allocation_id == line.allocation_id,
+        T.c.period_key == line.period.key,
     )
+
+
+def _exists(session: Session, line: Line) -> bool:
+    return session.execute(select(T.c.id).where(_where(line))).first() is not None
+
+
+def _relax_durability(session: Session) -> None:
+    """Holds are short-lived bookkeeping: on PostgreSQL their transactions commit without
+    waiting for the WAL flush. A crash may forget the last fraction of a second of holds
+    (never spend or usage, whose transactions stay fully durable)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit = off"))
 
 
 def ledger_spend(session: Session, org_id: int, line: Line) -> int:
@@ -104,58 +119,76 @@ class SqlCounterStore:
         expires_at: datetime,
     ) -> ReserveResult:
         ordered = sorted(lines, key=lambda line: line.key)
+        _relax_durability(session)
+        for attempt in range(2):
+            try:
+                states = self._hold_all(session, ordered, amount)
+            except Refused as refused:
+                if attempt == 0 and not _exists(session, refused.line):
+                    ensure_counters(session, org_id, ordered)  # first use of the period
+                    continue
+                return ReserveResult(None, refused.line, self.read(session, ordered))
+            break
         hold_id = str(uuid.uuid4())
-        ensure_counters(session, org_id, ordered)
+        session.execute(
+            insert(R),
+            {
+                "id": hold_id,
+                "organization_id": org_id,
+                "amount_nanos": amount,
+                "lines": [line_to_json(line) for line in ordered],
+                "status": "held",
+                "created_at": datetime.now(UTC),
+                "expires_at": expires_at,
+            },
+        )
+        held = Held(hold_id, org_id, amount, tuple(ordered), self.name, expires_at)
+        return ReserveResult(held, None, states)
+
+    def _hold_all(self, session: Session, ordered: Sequence[Line], amount: int) -> States:
+        """Add `amount` to every line's reserved, or to none (Refused names the line)."""
+        # A refused second line must undo the first: a savepoint, needed only then.
+        savepoint = session.begin_nested() if len(ordered) > 1 else None
         states = {}
-        savepoint = session.begin_nested()  # a refused line undoes the lines before it
         try:
             for line in ordered:
                 statement = (
-                    update(C)
+                    update(T)
                     .where(_where(line))
-                    .values(reserved_nanos=C.reserved_nanos + amount)
-                    .returning(C.spent_nanos, C.reserved_nanos)
+                    .values(reserved_nanos=T.c.reserved_nanos + amount)
+                    .returning(T.c.spent_nanos, T.c.reserved_nanos)
                 )
                 if line.hard:
                     statement = statement.where(
-                        C.spent_nanos + C.reserved_nanos + amount <= line.limit_nanos
+                        T.c.spent_nanos + T.c.reserved_nanos + amount <= line.limit_nanos
                     )
                 row = session.execute(statement).first()
                 if row is None:
                     raise Refused(line)
                 states[line.key] = LineState(row[0], row[1])
-            session.add(
-                Reservation(
-                    id=hold_id,
-                    organization_id=org_id,
-                    amount_nanos=amount,
-                    lines=[line_to_json(line) for line in ordered],
-                    expires_at=expires_at,
-                )
-            )
+        except Refused:
+            if savepoint is not None:
+                savepoint.rollback()
+            raise
+        if savepoint is not None:
             savepoint.commit()
-        except Refused as refused:
-            savepoint.rollback()
-            return ReserveResult(None, refused.line, self.read(session, ordered))
-        held = Held(hold_id, org_id, amount, tuple(ordered), self.name, expires_at)
-        return ReserveResult(held, None, states)
+        return states
 
     def _close(self, session: Session, hold_id: str, status: str, actual: int | None) -> bool:
         """Mark a hold closed; only the first of competing closers gets True."""
         result = session.execute(
-            update(Reservation)
-            .where(Reservation.id == hold_id, Reservation.status == "held")
+            update(R)
+            .where(R.c.id == hold_id, R.c.status == "held")
             .values(status=status, closed_at=datetime.now(UTC), actual_nanos=actual)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def _unhold(self, session: Session, line: Line, amount: int) -> None:
+        reserved = T.c.reserved_nanos
         session.execute(
-            update(C)
+            update(T)
             .where(_where(line))
-            .values(
-                reserved_nanos=case((C.reserved_nanos > amount, C.reserved_nanos - amount), else_=0)
-            )
+            .values(reserved_nanos=case((reserved > amount, reserved - amount), else_=0))
         )
 
     def settle(self, session: Session, held: Held, actual: int) -> list[SpendChange]:
@@ -168,6 +201,7 @@ class SqlCounterStore:
         )
 
     def release(self, session: Session, held: Held) -> bool:
+        _relax_durability(session)
         if not self._close(session, held.id, "released", None):
             return False
         for line in held.lines:
@@ -186,10 +220,10 @@ class SqlCounterStore:
         for key in sorted(totals):
             line, amount = by_key[key], totals[key]
             after = session.execute(
-                update(C)
+                update(T)
                 .where(_where(line))
-                .values(spent_nanos=C.spent_nanos + amount)
-                .returning(C.spent_nanos)
+                .values(spent_nanos=T.c.spent_nanos + amount)
+                .returning(T.c.spent_nanos)
             ).scalar_one_or_none()
             if after is not None:
                 changes.append(SpendChange(line, after - amount, after))
