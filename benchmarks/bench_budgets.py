@@ -137,7 +137,7 @@ def check_step(
     """One check (reserve and release, committing after each on the SQL backend) as a
     function, through Enforcer or the counter store alone; and a closer."""
     from llmledger.budgets.backend import make_store
-    from llmledger.budgets.enforcement import Enforcer
+    from llmledger.budgets.enforcement import Call, Enforcer
     from llmledger.budgets.lines import Attribution
     from llmledger.budgets.rules import load_rules
     from llmledger.kit.db import make_engine, make_sessionmaker
@@ -159,7 +159,8 @@ def check_step(
     commit = session.commit if backend == "sql" else (lambda: None)
 
     def enforcer_step() -> object:
-        decision = enforcer.reserve(session, rules, who, "UTC", AMOUNT, 1500)
+        call = Call(rules, who, "UTC", AMOUNT, 1500, datetime.now(UTC))
+        decision = enforcer.reserve(session, call)
         commit()
         assert decision.held is not None, decision.reasons
         enforcer.release(session, decision.held)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from llmledger.accounts.service import Principal
-from llmledger.budgets.enforcement import Decision, Enforcer
+from llmledger.budgets.enforcement import Call, Decision, Enforcer
 from llmledger.budgets.rules import find_attribution, load_rules
 from llmledger.budgets.schemas import CheckIn, DecisionOut
 from llmledger.budgets.service import line_out
@@ -47,7 +47,8 @@ def run_check(
     rules = load_rules(session, principal.organization_id)
     total_tokens = tokens + body.max_output_tokens
     if quote is None:
-        decision = enforcer.check(session, rules, who, principal.time_zone, 0, total_tokens, now)
+        unpriced = Call(rules, who, principal.time_zone, 0, total_tokens, now)
+        decision = enforcer.check(session, unpriced)
         if settings.unpriced_models == "block":
             decision.escalate(
                 "block", f"model {body.model!r} has no price and unpriced models are blocked"
@@ -57,8 +58,8 @@ def run_check(
         return _out(decision, tokens, body.max_output_tokens, None)
     cost = compute_cost(TokenUsage(tokens, body.max_output_tokens), quote.sheet)
     amount = to_nanos(cost.total, round_up=True)
-    run = enforcer.reserve if hold else enforcer.check
-    decision = run(session, rules, who, principal.time_zone, amount, total_tokens, now)
+    call = Call(rules, who, principal.time_zone, amount, total_tokens, now)
+    decision = enforcer.reserve(session, call) if hold else enforcer.check(session, call)
     return _out(decision, tokens, body.max_output_tokens, CostOut.of(cost))
 
 

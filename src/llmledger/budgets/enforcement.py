@@ -29,6 +29,18 @@ _RANK = {"allow": 0, "warn": 1, "block": 2}
 
 
 @dataclass(frozen=True)
+class Call:
+    """A call about to run, as the budgets see it."""
+
+    rules: BudgetRules
+    who: Attribution
+    time_zone: str
+    amount: int  # worst-case cost in nano-dollars
+    tokens: int | None  # input plus maximum output, for max-tokens-per-prompt limits
+    at: datetime
+
+
+@dataclass(frozen=True)
 class LineReport:
     line: Line
     spent: int
@@ -106,47 +118,32 @@ class Enforcer:
                     f"{r.line.label} of ${usd} would be exceeded; it resets at {_resets(r.line)}",
                 )
 
-    def check(
-        self,
-        session: Session,
-        rules: BudgetRules,
-        who: Attribution,
-        time_zone: str,
-        amount: int,
-        tokens: int | None,
-        now: datetime | None = None,
-    ) -> Decision:
-        """The verdict a call of worst-case cost `amount` would get now; holds nothing."""
-        now = now or datetime.now(UTC)
+    def _begin(self, call: Call) -> tuple[Decision, list[Line]]:
         decision = Decision()
-        self._token_limits(decision, rules, who, tokens)
-        lines = rules.lines(who, now, time_zone)
+        self._token_limits(decision, call.rules, call.who, call.tokens)
+        return decision, call.rules.lines(call.who, call.at, call.time_zone)
+
+    def check(self, session: Session, call: Call) -> Decision:
+        """The verdict the call would get now; holds nothing."""
+        decision, lines = self._begin(call)
         states = self.store.read(session, lines)
-        self._judge(decision, [report(ln, states[ln.key], amount, now, False) for ln in lines])
+        reports = [report(ln, states[ln.key], call.amount, call.at, False) for ln in lines]
+        self._judge(decision, reports)
         return decision
 
-    def reserve(
-        self,
-        session: Session,
-        rules: BudgetRules,
-        who: Attribution,
-        time_zone: str,
-        amount: int,
-        tokens: int | None,
-        now: datetime | None = None,
-    ) -> Decision:
-        """Hold `amount` on every line at once, unless the verdict is block."""
-        now = now or datetime.now(UTC)
-        decision = Decision()
-        self._token_limits(decision, rules, who, tokens)
+    def reserve(self, session: Session, call: Call) -> Decision:
+        """Hold the call's worst case on every line at once, unless the verdict is block."""
+        decision, lines = self._begin(call)
         if decision.blocked:
             return decision
-        lines = rules.lines(who, now, time_zone)
-        result = self.store.reserve(session, who.organization_id, lines, amount, now + self.ttl)
+        org_id = call.who.organization_id
+        result = self.store.reserve(session, org_id, lines, call.amount, call.at + self.ttl)
         states: States = result.states
         held = result.held is not None
         reports = [
-            report(ln, states[ln.key], amount, now, held) for ln in lines if ln.key in states
+            report(ln, states[ln.key], call.amount, call.at, held)
+            for ln in lines
+            if ln.key in states
         ]
         self._judge(decision, reports)
         if result.blocked_by is not None and not decision.blocked:
