@@ -153,3 +153,59 @@ def test_unreachable_redis_can_fall_back_to_the_database(database_url: str) -> N
         assert Decimal(line["spent"]) == Decimal("0.27") and Decimal(line["reserved"]) == Decimal(
             "0.35"
         )
+
+
+def test_concurrent_holds_in_one_process_never_overspend(
+    database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """Threads of one process share script calls (group commit); the limit still holds."""
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    from llmledger.budgets.backend import make_store
+    from llmledger.budgets.enforcement import Call, Enforcer
+    from llmledger.budgets.lines import Attribution
+    from llmledger.budgets.rules import load_rules
+    from llmledger.kit.db import make_engine, make_sessionmaker, unit_of_work
+
+    tenant = create_tenant(database_url)
+    with _client(
+        database_url, budget_backend="redis", redis_url=redis_url, redis_prefix=redis_prefix
+    ) as c:
+        c.post(
+            "/api/v1/budgets",
+            json={"scope": "organization", "monthly_limit": "1.00", "action": "block"},
+            headers=tenant.headers,
+        )
+    settings = Settings(
+        database_url=database_url,
+        budget_backend="redis",
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+    )
+    enforcer = Enforcer(make_store(settings), timedelta(minutes=15))
+    engine = make_engine(database_url)
+    sessions = make_sessionmaker(engine)
+    with unit_of_work(sessions) as session:
+        rules = load_rules(session, tenant.org_id)
+    amount = 30_000_000  # $0.03: 33 of them fit in $1.00
+    allowed: list[int] = []
+    start = threading.Barrier(16)
+
+    def worker() -> None:
+        start.wait()
+        for _ in range(5):
+            with unit_of_work(sessions) as session:
+                call = Call(
+                    rules, Attribution(tenant.org_id), "UTC", amount, None, datetime.now(UTC)
+                )
+                if enforcer.reserve(session, call).held is not None:
+                    allowed.append(1)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    engine.dispose()
+    assert len(allowed) == 33  # 80 tried; exactly as many as fit

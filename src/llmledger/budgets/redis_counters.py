@@ -12,6 +12,7 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,33 +23,47 @@ from llmledger.budgets.counters import Held, LineState, ReserveResult, SpendChan
 from llmledger.budgets.line_codec import line_from_json, line_to_json
 from llmledger.budgets.lines import Line
 from llmledger.budgets.sql_counters import SqlCounterStore, ensure_counters
+from llmledger.kit.group_commit import GroupCommit
 
 # Keys outlive their period by a week so late settles still find them.
 GRACE = timedelta(days=7)
 MISSING = -1
 
-# Check every line and hold on all of them, or on none (KEYS: counters, hold, expiry index).
+# Check-and-hold for a batch of calls, each on all of its lines or on none. KEYS: for each
+# call its counters then its hold key; last, the expiry index. ARGV: the number of calls, then
+# for each: n, amount, (limit, hard) per line, expiry time, hold id, lines JSON, keys JSON.
+# Out, for each call: status (1 held, 0 refused, -1 counter missing), the line it concerns,
+# then, if held, spent and reserved of each line.
 _RESERVE = """
-local n = tonumber(ARGV[1])
-local amount = tonumber(ARGV[2])
-local spent, reserved = {}, {}
-for i = 1, n do
-  local v = redis.call('HMGET', KEYS[i], 's', 'r')
-  if not v[1] then return {-1, i} end
-  spent[i], reserved[i] = tonumber(v[1]), tonumber(v[2] or '0')
-  if ARGV[2 + 2 * i] == '1' and spent[i] + reserved[i] + amount > tonumber(ARGV[1 + 2 * i]) then
-    return {0, i}
+local due = KEYS[#KEYS]
+local a, k, out = 2, 1, {}
+for _ = 1, tonumber(ARGV[1]) do
+  local n, amount = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local spent, reserved, status, line = {}, {}, 1, 0
+  for i = 1, n do
+    local v = redis.call('HMGET', KEYS[k + i - 1], 's', 'r')
+    if not v[1] then status, line = -1, i break end
+    spent[i], reserved[i] = tonumber(v[1]), tonumber(v[2] or '0')
+    if ARGV[a + 1 + 2 * i] == '1'
+        and spent[i] + reserved[i] + amount > tonumber(ARGV[a + 2 * i]) then
+      status, line = 0, i
+      break
+    end
   end
+  out[#out + 1] = status
+  out[#out + 1] = line
+  local base = a + 2 + 2 * n
+  if status == 1 then
+    for i = 1, n do
+      redis.call('HINCRBY', KEYS[k + i - 1], 'r', amount)
+      out[#out + 1] = spent[i]
+      out[#out + 1] = reserved[i] + amount
+    end
+    redis.call('HSET', KEYS[k + n], 'a', amount, 'k', ARGV[base + 3], 'l', ARGV[base + 2])
+    redis.call('ZADD', due, ARGV[base], ARGV[base + 1])
+  end
+  a, k = base + 4, k + n + 1
 end
-local out = {1}
-for i = 1, n do
-  redis.call('HINCRBY', KEYS[i], 'r', amount)
-  out[#out + 1] = spent[i]
-  out[#out + 1] = reserved[i] + amount
-end
-local base = 3 + 2 * n
-redis.call('HSET', KEYS[n + 1], 'a', amount, 'k', ARGV[base + 3], 'l', ARGV[base + 2])
-redis.call('ZADD', KEYS[n + 2], ARGV[base], ARGV[base + 1])
 return out
 """
 
@@ -116,6 +131,13 @@ return #due
 """
 
 
+@dataclass(frozen=True)
+class _HoldRequest:
+    keys: list[str]  # the call's counter keys, then its hold key
+    args: list[str | int | float]
+    lines: int
+
+
 class RedisCounterStore:
     name = "redis"
 
@@ -124,6 +146,10 @@ class RedisCounterStore:
         self.prefix = prefix
         self.sql = sql
         self._reserve = client.register_script(_RESERVE)
+        # Concurrent holds from this process share round trips (one script call per batch).
+        self._holds: GroupCommit[_HoldRequest, tuple[int, int, list[int]]] = GroupCommit(
+            self._reserve_batch
+        )
         self._unhold_script = client.register_script(_UNHOLD)
         self._add = client.register_script(_ADD_SPEND)
         self._settle = client.register_script(_SETTLE)
@@ -168,18 +194,39 @@ class RedisCounterStore:
         payload = json.dumps({"lines": [line_to_json(line) for line in ordered], "org": org_id})
         # The hold remembers its counter keys so expiry needs nothing but Redis.
         args += [expires_at.timestamp(), hold_id, payload, json.dumps(keys)]
-        all_keys = [*keys, self._hold_key(hold_id), self._due_key]
-        result = self._with_counters(
-            session, org_id, ordered, lambda: self._reserve(keys=all_keys, args=args)
-        )
-        if result[0] == 0:
-            return ReserveResult(None, ordered[int(result[1]) - 1], self.read(session, ordered))
+        request = _HoldRequest([*keys, self._hold_key(hold_id)], args, len(ordered))
+        for _ in range(3):
+            status, line_number, values = self._holds.submit(request)
+            if status != MISSING:
+                break
+            self.hydrate(session, org_id, ordered)
+        if status == 0:
+            refused = ordered[line_number - 1]
+            return ReserveResult(None, refused, self.read(session, ordered))
         states = {
-            line.key: LineState(int(result[1 + 2 * i]), int(result[2 + 2 * i]))
-            for i, line in enumerate(ordered)
+            line.key: LineState(values[2 * i], values[2 * i + 1]) for i, line in enumerate(ordered)
         }
         held = Held(hold_id, org_id, amount, tuple(ordered), self.name, expires_at)
         return ReserveResult(held, None, states)
+
+    def _reserve_batch(self, requests: Sequence[_HoldRequest]) -> list[tuple[int, int, list[int]]]:
+        """One script call for every queued hold (see GroupCommit)."""
+        keys: list[str] = []
+        args: list[str | int | float] = [len(requests)]
+        for request in requests:
+            keys += request.keys
+            args += request.args
+        out = self._reserve(keys=[*keys, self._due_key], args=args)
+        results, at = [], 0
+        for request in requests:
+            status, line = int(out[at]), int(out[at + 1])
+            at += 2
+            values: list[int] = []
+            if status == 1:
+                values = [int(v) for v in out[at : at + 2 * request.lines]]
+                at += 2 * request.lines
+            results.append((status, line, values))
+        return results
 
     def _unhold(self, hold_id: str) -> bool:
         return bool(

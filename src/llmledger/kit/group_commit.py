@@ -1,0 +1,67 @@
+"""Group commit: concurrent callers' requests go to the backend together, in one round trip.
+
+The first caller to arrive runs its request at once (no added latency when alone). Callers
+arriving while a round trip is in flight queue up, and the running caller takes the whole
+queue as the next batch before returning. Under load batches grow by themselves, so one
+round trip serves many requests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+Req = TypeVar("Req")
+Res = TypeVar("Res")
+
+
+class _Slot(Generic[Req, Res]):
+    __slots__ = ("done", "error", "request", "result")
+
+    def __init__(self, request: Req) -> None:
+        self.request = request
+        self.done = threading.Event()
+        self.result: Res | None = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit(Generic[Req, Res]):
+    def __init__(self, run_batch: Callable[[Sequence[Req]], Sequence[Res]], max_batch: int = 256):
+        self._run_batch = run_batch
+        self._max_batch = max_batch
+        self._lock = threading.Lock()
+        self._queue: list[_Slot[Req, Res]] = []
+        self._busy = False
+
+    def submit(self, request: Req) -> Res:
+        slot: _Slot[Req, Res] = _Slot(request)
+        with self._lock:
+            self._queue.append(slot)
+            leader = not self._busy
+            self._busy = True
+        if leader:
+            self._drain()
+        else:
+            slot.done.wait()
+        if slot.error is not None:
+            raise slot.error
+        return slot.result  # type: ignore[return-value]
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+                if not batch:
+                    self._busy = False
+                    return
+            try:
+                results = self._run_batch([slot.request for slot in batch])
+                for slot, result in zip(batch, results, strict=True):
+                    slot.result = result
+            except BaseException as exc:  # every waiter of the failed batch gets the error
+                for slot in batch:
+                    slot.error = exc
+            for slot in batch:
+                slot.done.set()

@@ -1,0 +1,55 @@
+"""Group commit batches concurrent requests and hands each caller its own result."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from llmledger.kit.group_commit import GroupCommit
+
+
+def test_concurrent_requests_share_round_trips_and_get_their_own_results() -> None:
+    batches: list[int] = []
+
+    def run(requests: Sequence[int]) -> list[int]:
+        batches.append(len(requests))
+        time.sleep(0.002)  # a round trip
+        return [r * 10 for r in requests]
+
+    group: GroupCommit[int, int] = GroupCommit(run)
+    results: dict[int, int] = {}
+    start = threading.Barrier(32)
+
+    def call(n: int) -> None:
+        start.wait()
+        results[n] = group.submit(n)
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {n: n * 10 for n in range(32)}
+    assert sum(batches) == 32
+    assert len(batches) < 32  # some round trips served several callers
+
+
+def test_a_lone_caller_runs_at_once() -> None:
+    group: GroupCommit[int, int] = GroupCommit(lambda rs: [r + 1 for r in rs])
+    assert group.submit(1) == 2
+    assert group.submit(5) == 6
+
+
+def test_a_failed_batch_fails_each_of_its_callers() -> None:
+    def run(requests: Sequence[int]) -> list[int]:
+        raise ConnectionError("backend down")
+
+    group: GroupCommit[int, int] = GroupCommit(run)
+    with pytest.raises(ConnectionError):
+        group.submit(1)
+    # The group recovers for later callers.
+    group._run_batch = lambda rs: list(rs)  # type: ignore[method-assign]
+    assert group.submit(7) == 7
