@@ -89,16 +89,25 @@ redis.call('ZREM', KEYS[n + 2], ARGV[1])
 return out
 """
 
-# Give a hold back (KEYS: the hold, the expiry index). The hold names its own counter keys.
+# Give holds back (KEYS: the holds, then the expiry index; ARGV: their ids). Each hold names
+# its own counter keys. Out: 1 for each hold given back, 0 for one already gone.
 _UNHOLD = """
-local amount = redis.call('HGET', KEYS[1], 'a')
-if not amount then return 0 end
-for _, key in ipairs(cjson.decode(redis.call('HGET', KEYS[1], 'k'))) do
-  if redis.call('HINCRBY', key, 'r', -tonumber(amount)) < 0 then redis.call('HSET', key, 'r', 0) end
+local due = KEYS[#KEYS]
+local out = {}
+for q = 1, #KEYS - 1 do
+  local amount = redis.call('HGET', KEYS[q], 'a')
+  if amount then
+    for _, key in ipairs(cjson.decode(redis.call('HGET', KEYS[q], 'k'))) do
+      if redis.call('HINCRBY', key, 'r', -tonumber(amount)) < 0 then
+        redis.call('HSET', key, 'r', 0)
+      end
+    end
+    redis.call('DEL', KEYS[q])
+    redis.call('ZREM', due, ARGV[q])
+  end
+  out[q] = amount and 1 or 0
 end
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return 1
+return out
 """
 
 _ADD_SPEND = """
@@ -150,6 +159,7 @@ class RedisCounterStore:
         self._holds: GroupCommit[_HoldRequest, tuple[int, int, list[int]]] = GroupCommit(
             self._reserve_batch
         )
+        self._releases: GroupCommit[str, bool] = GroupCommit(self._unhold_batch)
         self._unhold_script = client.register_script(_UNHOLD)
         self._add = client.register_script(_ADD_SPEND)
         self._settle = client.register_script(_SETTLE)
@@ -229,9 +239,12 @@ class RedisCounterStore:
         return results
 
     def _unhold(self, hold_id: str) -> bool:
-        return bool(
-            self._unhold_script(keys=[self._hold_key(hold_id), self._due_key], args=[hold_id])
-        )
+        return bool(self._releases.submit(hold_id))
+
+    def _unhold_batch(self, hold_ids: Sequence[str]) -> list[bool]:
+        keys = [self._hold_key(hold_id) for hold_id in hold_ids]
+        out = self._unhold_script(keys=[*keys, self._due_key], args=list(hold_ids))
+        return [bool(int(x)) for x in out]
 
     def settle(self, session: Session, held: Held, actual: int) -> list[SpendChange]:
         """Free the hold and add the spend in one script (an expired hold adds only spend);
