@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import httpx
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
 
@@ -16,6 +17,7 @@ from llmledger.budgets.backend import make_store
 from llmledger.budgets.endpoints import router as budgets_router
 from llmledger.budgets.enforcement import Enforcer
 from llmledger.estimates.endpoints import router as estimates_router
+from llmledger.gateway.endpoints import router as gateway_router
 from llmledger.kit.db import make_engine, make_sessionmaker, unit_of_work
 from llmledger.kit.errors import install_error_handlers
 from llmledger.kit.settings import Settings, get_settings
@@ -41,7 +43,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.enforcer = Enforcer(store, timedelta(seconds=settings.reservation_ttl_seconds))
         worker = start_in_thread(sessions, store, settings) if settings.worker_in_process else None
+        app.state.upstream = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.upstream_timeout_seconds, connect=10.0),
+            limits=httpx.Limits(max_connections=500, max_keepalive_connections=100),
+        )
         yield
+        await app.state.upstream.aclose()
         if worker is not None:
             thread, stop = worker
             stop.set()
@@ -66,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(budgets_router)
     api.include_router(alerts_router)
     app.include_router(api)
+    app.include_router(gateway_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -84,3 +84,24 @@ def keys_create(
         secret = issued.secret
     typer.echo(secret)
     errors.print("store this key now: it is not shown again", style="yellow")
+
+
+providers_app = typer.Typer(help="Upstream LLM provider keys.", no_args_is_help=True)
+
+
+@providers_app.command("set")
+def providers_set(
+    provider: Annotated[str, typer.Argument(help="openai or anthropic")],
+    org: Annotated[str, typer.Option("--org", help="organization name")],
+    api_key: Annotated[str, typer.Option(help="the provider's API key (stored encrypted)")],
+    base_url: Annotated[str | None, typer.Option(help="upstream base URL")] = None,
+) -> None:
+    """Store an organization's key for an upstream provider (never shown again)."""
+    from llmledger.gateway.credentials import set_provider
+
+    with database() as session:
+        organization = organization_named(session, org)
+        set_provider(session, get_settings(), organization.id, provider, api_key, base_url)
+    console.print(
+        f"{provider} key stored for {org}" + (f" (upstream {base_url})" if base_url else "")
+    )

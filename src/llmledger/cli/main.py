@@ -44,6 +44,7 @@ app = typer.Typer(
 app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.orgs_app, name="orgs")
 app.add_typer(admin.keys_app, name="keys")
+app.add_typer(admin.providers_app, name="providers")
 app.add_typer(costs.prices_app, name="prices")
 app.add_typer(budgets.budgets_app, name="budgets")
 app.command("worker")(budgets.worker)

@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     worker_in_process: bool = True
     worker_interval_seconds: float = Field(default=2.0, gt=0)
 
+    # The gateway's upstreams, unless an organization set its own base URL.
+    openai_base_url: str = "https://api.openai.com/v1"
+    anthropic_base_url: str = "https://api.anthropic.com"
+    # Output tokens held for a call that names no maximum (OpenAI's max_tokens is optional).
+    default_max_output_tokens: int = Field(default=4096, ge=1)
+    upstream_timeout_seconds: float = Field(default=600.0, gt=0)
+
     # Email alerts over SMTP.
     smtp_host: str | None = None
     smtp_port: int = 25

@@ -13,6 +13,7 @@ from llmledger.models.budgets import (
     Webhook,
 )
 from llmledger.models.pricing import PriceVersion
+from llmledger.models.providers import ProviderCredential
 from llmledger.models.usage import UsageEvent
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Notification",
     "Organization",
     "PriceVersion",
+    "ProviderCredential",
     "Reservation",
     "Team",
     "UsageEvent",

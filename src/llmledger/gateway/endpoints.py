@@ -1,0 +1,360 @@
+"""OpenAI- and Anthropic-compatible endpoints: point the official SDKs here, unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from llmledger.core.money import as_text
+from llmledger.core.pricing import TokenUsage
+from llmledger.core.tokens import count_messages, count_text
+from llmledger.gateway import flow
+from llmledger.gateway.streams import StreamTally
+from llmledger.gateway.wire import anthropic_error, anthropic_usage, openai_error, openai_usage
+from llmledger.kit.errors import ApiError
+
+router = APIRouter(tags=["gateway"], include_in_schema=True)
+
+ErrorShape = Callable[[str, str], dict[str, Any]]
+
+
+def _openai_shape(message: str, code: str) -> dict[str, Any]:
+    return openai_error(message, code)
+
+
+def _anthropic_shape(message: str, code: str) -> dict[str, Any]:
+    kinds = {"budget_exceeded": "rate_limit_error", "invalid_api_key": "authentication_error"}
+    return anthropic_error(message, kinds.get(code, "invalid_request_error"))
+
+
+def _secret(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.headers.get("x-api-key", "").strip()
+
+
+def _tags(raw: str | None) -> dict[str, str] | None:
+    if not raw:
+        return None
+    pairs = (part.split("=", 1) for part in raw.split(",") if "=" in part)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _who(request: Request, fallback_user: str | None) -> flow.Attribution:
+    h = request.headers
+    return flow.Attribution(
+        user=h.get("x-llmledger-user") or fallback_user,
+        team=h.get("x-llmledger-team"),
+        department=h.get("x-llmledger-department"),
+        prompt_id=h.get("x-llmledger-prompt-id"),
+        prompt_version=h.get("x-llmledger-prompt-version"),
+        tags=_tags(h.get("x-llmledger-tags")),
+    )
+
+
+def _cost_headers(admitted: flow.Admitted, cost: Decimal | None) -> dict[str, str]:
+    headers: dict[str, str] = {"x-llmledger-verdict": admitted.decision.verdict}
+    if cost is not None:
+        headers["x-llmledger-cost"] = as_text(cost)
+    remaining = flow.remaining_after(admitted, cost)
+    if remaining is not None:
+        headers["x-llmledger-budget-remaining"] = as_text(remaining)
+    return headers
+
+
+async def _body(request: Request, shape: ErrorShape) -> dict[str, Any] | JSONResponse:
+    try:
+        body = await request.json()
+    except ValueError:
+        return JSONResponse(shape("request body is not JSON", "invalid_request"), status_code=400)
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        return JSONResponse(shape("'model' is required", "invalid_request"), status_code=400)
+    if not isinstance(body.get("messages"), list):
+        return JSONResponse(shape("'messages' must be a list", "invalid_request"), status_code=400)
+    return body
+
+
+async def _admit(
+    request: Request,
+    shape: ErrorShape,
+    provider: str,
+    model: str,
+    tokens: int,
+    max_out: int,
+    who: flow.Attribution,
+) -> flow.Admitted | JSONResponse:
+    state = request.app.state
+    try:
+        return await run_in_threadpool(
+            flow.admit,
+            state.sessions,
+            state.price_book,
+            state.enforcer,
+            state.settings,
+            _secret(request),
+            provider,
+            model,
+            tokens,
+            max_out,
+            who,
+        )
+    except flow.Refused as refused:
+        return JSONResponse(shape(refused.message, refused.code), status_code=refused.status)
+    except ApiError as exc:
+        return JSONResponse(shape(exc.message, exc.code), status_code=exc.status_code)
+
+
+async def _finish(
+    request: Request,
+    admitted: flow.Admitted,
+    usage: TokenUsage,
+    started: float,
+    status: str = "success",
+) -> Decimal | None:
+    state = request.app.state
+    latency = int((time.perf_counter() - started) * 1000)
+    # Shielded: a caller who hangs up must not stop the call from being recorded.
+    task = asyncio.ensure_future(
+        run_in_threadpool(
+            flow.finish,
+            state.sessions,
+            state.price_book,
+            state.enforcer,
+            admitted,
+            usage,
+            latency,
+            status,
+        )
+    )
+    return await asyncio.shield(task)
+
+
+async def _release(request: Request, admitted: flow.Admitted) -> None:
+    state = request.app.state
+    await asyncio.shield(
+        asyncio.ensure_future(
+            run_in_threadpool(flow.release, state.sessions, state.enforcer, admitted)
+        )
+    )
+
+
+def _upstream_failed(shape: ErrorShape, exc: httpx.HTTPError) -> JSONResponse:
+    status = 504 if isinstance(exc, httpx.TimeoutException) else 502
+    return JSONResponse(
+        shape(f"upstream unreachable: {exc.__class__.__name__}", "upstream_error"),
+        status_code=status,
+    )
+
+
+async def _proxy(
+    request: Request,
+    shape: ErrorShape,
+    admitted: flow.Admitted,
+    url: str,
+    headers: dict[str, str],
+    body: dict[str, Any],
+    stream: bool,
+    usage_of: Callable[[dict[str, Any]], TokenUsage | None],
+    hide_usage_chunk: bool = False,
+) -> Response:
+    client: httpx.AsyncClient = request.app.state.upstream
+    started = time.perf_counter()
+    try:
+        upstream = await client.send(
+            client.build_request("POST", url, json=body, headers=headers), stream=True
+        )
+    except httpx.HTTPError as exc:
+        await _release(request, admitted)
+        return _upstream_failed(shape, exc)
+    if upstream.status_code >= 400:
+        content = await upstream.aread()
+        await upstream.aclose()
+        await _release(request, admitted)  # nothing is charged for a failed call
+        media = upstream.headers.get("content-type", "application/json")
+        return Response(content, status_code=upstream.status_code, media_type=media)
+    if not stream:
+        content = await upstream.aread()
+        await upstream.aclose()
+        data = _json(content)
+        usage = usage_of(data) or _counted(admitted, _reply_text(admitted.provider, data))
+        cost = await _finish(request, admitted, usage, started)
+        return Response(
+            content,
+            status_code=upstream.status_code,
+            media_type="application/json",
+            headers=_cost_headers(admitted, cost),
+        )
+    return StreamingResponse(
+        _relay(request, admitted, upstream, started, hide_usage_chunk),
+        status_code=upstream.status_code,
+        media_type="text/event-stream",
+        headers=_cost_headers(admitted, None),
+    )
+
+
+async def _relay(
+    request: Request,
+    admitted: flow.Admitted,
+    upstream: httpx.Response,
+    started: float,
+    hide_usage_chunk: bool,
+) -> AsyncIterator[bytes]:
+    tally = StreamTally(admitted.provider)
+    completed = False
+    try:
+        async for line in upstream.aiter_lines():
+            data = tally.read_line(line)
+            if (
+                hide_usage_chunk
+                and data is not None
+                and data.get("usage")
+                and not data.get("choices")
+            ):
+                continue  # the caller did not ask for the usage chunk we asked for on its behalf
+            yield (line + "\n").encode()
+        completed = True
+        # An upstream that dies mid-stream raises here, and the caller's connection is cut
+        # as the provider's was; `finally` still charges what was delivered.
+    finally:
+        await upstream.aclose()
+        usage = tally.provider_usage() if completed else None
+        usage = usage or _counted(admitted, "".join(tally.text))
+        await _finish(request, admitted, usage, started, "success" if completed else "cancelled")
+
+
+def _json(content: bytes) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _reply_text(provider: str, data: dict[str, Any]) -> str:
+    if provider == "openai":
+        return "".join(
+            (c.get("message") or {}).get("content") or "" for c in data.get("choices") or []
+        )
+    return "".join(b.get("text", "") for b in data.get("content") or [] if isinstance(b, dict))
+
+
+def _counted(admitted: flow.Admitted, delivered: str) -> TokenUsage:
+    """Our own count when the provider reported no usage (e.g. a broken stream)."""
+    return TokenUsage(admitted.input_tokens, count_text(delivered, admitted.model).tokens)
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    """OpenAI Chat Completions, streamed or not, estimated, enforced and recorded."""
+    body = await _body(request, _openai_shape)
+    if isinstance(body, JSONResponse):
+        return body
+    model = body["model"]
+    tokens = count_messages(body["messages"], model).tokens
+    settings = request.app.state.settings
+    max_out = int(
+        body.get("max_completion_tokens")
+        or body.get("max_tokens")
+        or settings.default_max_output_tokens
+    )
+    user = body.get("user") if isinstance(body.get("user"), str) else None
+    admitted = await _admit(
+        request, _openai_shape, "openai", model, tokens, max_out, _who(request, user)
+    )
+    if isinstance(admitted, JSONResponse):
+        return admitted
+    stream = bool(body.get("stream"))
+    forwarded = dict(body)
+    hide = False
+    if stream:  # ask for usage in the stream; hide it again if the caller did not
+        options = dict(forwarded.get("stream_options") or {})
+        hide = not options.get("include_usage")
+        options["include_usage"] = True
+        forwarded["stream_options"] = options
+    headers = {"Authorization": f"Bearer {admitted.upstream.api_key}"}
+    return await _proxy(
+        request,
+        _openai_shape,
+        admitted,
+        f"{admitted.upstream.base_url}/chat/completions",
+        headers,
+        forwarded,
+        stream,
+        lambda d: openai_usage(d.get("usage")),
+        hide,
+    )
+
+
+def _anthropic_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = list(body["messages"])
+    system = body.get("system")
+    if isinstance(system, (str, list)):
+        messages.insert(0, {"role": "system", "content": system})
+    return messages
+
+
+@router.post("/v1/messages")
+async def messages(request: Request) -> Response:
+    """Anthropic Messages, streamed or not, estimated, enforced and recorded."""
+    body = await _body(request, _anthropic_shape)
+    if isinstance(body, JSONResponse):
+        return body
+    model = body["model"]
+    tokens = count_messages(_anthropic_messages(body), model).tokens
+    max_out = int(body.get("max_tokens") or request.app.state.settings.default_max_output_tokens)
+    metadata = body.get("metadata") or {}
+    user = metadata.get("user_id") if isinstance(metadata, dict) else None
+    admitted = await _admit(
+        request, _anthropic_shape, "anthropic", model, tokens, max_out, _who(request, user)
+    )
+    if isinstance(admitted, JSONResponse):
+        return admitted
+    headers = {
+        "x-api-key": admitted.upstream.api_key,
+        "anthropic-version": request.headers.get("anthropic-version", "2023-06-01"),
+    }
+    if request.headers.get("anthropic-beta"):
+        headers["anthropic-beta"] = request.headers["anthropic-beta"]
+    return await _proxy(
+        request,
+        _anthropic_shape,
+        admitted,
+        f"{admitted.upstream.base_url}/v1/messages",
+        headers,
+        body,
+        bool(body.get("stream")),
+        lambda d: anthropic_usage(d.get("usage")),
+    )
+
+
+@router.get("/v1/models")
+async def models(request: Request) -> Response:
+    """The models this organization may call: every catalog model of its configured providers."""
+    from llmledger.gateway.credentials import configured_providers
+
+    state = request.app.state
+    providers = await run_in_threadpool(configured_providers, state.sessions, _secret(request))
+    if providers is None:
+        return JSONResponse(
+            _openai_shape("unknown or revoked llmledger API key", "invalid_api_key"),
+            status_code=401,
+        )
+    now = datetime.now(UTC)
+    data = [
+        {"id": v.model, "object": "model", "created": 0, "owned_by": v.provider}
+        for v in sorted(state.price_book.current_versions(now), key=lambda v: (v.provider, v.model))
+        if v.provider in providers
+    ]
+    return JSONResponse({"object": "list", "data": data})

@@ -1,0 +1,66 @@
+"""Reading server-sent events as they pass through: the text delivered so far and the usage
+the provider reports, so a stream is never recorded as $0, even when it breaks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmledger.core.pricing import TokenUsage
+from llmledger.gateway.wire import anthropic_usage, openai_usage
+
+
+@dataclass
+class StreamTally:
+    provider: str
+    text: list[str] = field(default_factory=list)
+    usage: dict[str, Any] = field(default_factory=dict)
+    reported: bool = False
+
+    def read_line(self, line: str) -> dict[str, Any] | None:
+        """Take one SSE line; returns the parsed data object, if it is one."""
+        if not line.startswith("data:"):
+            return None
+        payload = line[5:].strip()
+        if not payload or payload == "[DONE]":
+            return None
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        if self.provider == "openai":
+            self._openai(data)
+        else:
+            self._anthropic(data)
+        return data
+
+    def _openai(self, data: dict[str, Any]) -> None:
+        for choice in data.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if isinstance(delta.get("content"), str):
+                self.text.append(delta["content"])
+        if data.get("usage"):
+            self.usage = data["usage"]
+            self.reported = True
+
+    def _anthropic(self, data: dict[str, Any]) -> None:
+        kind = data.get("type")
+        if kind == "message_start":
+            self.usage.update((data.get("message") or {}).get("usage") or {})
+        elif kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            if isinstance(delta.get("text"), str):
+                self.text.append(delta["text"])
+        elif kind == "message_delta":
+            self.usage.update(data.get("usage") or {})
+            self.reported = True
+
+    def provider_usage(self) -> TokenUsage | None:
+        if not self.reported:
+            return None
+        return (
+            openai_usage(self.usage) if self.provider == "openai" else anthropic_usage(self.usage)
+        )

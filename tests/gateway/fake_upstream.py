@@ -1,0 +1,173 @@
+"""A local stand-in for OpenAI and Anthropic speaking their wire formats (JSON and SSE).
+
+A stop sequence picks the behaviour: "FAIL" answers HTTP 500, "BREAK" drops the connection
+in the middle of a stream. Usage figures are fixed so tests can check them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+UPSTREAM_KEY = "sk-upstream-test"
+WORDS = ["Budgets ", "hold ", "under ", "concurrency, ", "and ", "alerts ", "fire ", "once."]
+OPENAI_USAGE = {
+    "prompt_tokens": 1200,
+    "completion_tokens": 300,
+    "total_tokens": 1500,
+    "prompt_tokens_details": {"cached_tokens": 1000},
+    "completion_tokens_details": {"reasoning_tokens": 100},
+}
+ANTHROPIC_USAGE = {
+    "input_tokens": 200,
+    "cache_read_input_tokens": 1000,
+    "cache_creation_input_tokens": 50,
+    "output_tokens": 300,
+}
+
+app = FastAPI()
+seen: list[dict[str, Any]] = []  # request bodies, for tests to inspect
+
+
+class Broken(Exception):
+    pass
+
+
+def _wants(body: dict[str, Any], what: str) -> bool:
+    stops = body.get("stop") or body.get("stop_sequences") or []
+    return what in (stops if isinstance(stops, list) else [stops])
+
+
+def _sse(data: dict[str, Any], event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data)}\n\n".encode()
+
+
+@app.post("/v1/chat/completions")
+async def chat(request: Request) -> Response:
+    if request.headers.get("authorization") != f"Bearer {UPSTREAM_KEY}":
+        return JSONResponse({"error": {"message": "bad key", "type": "invalid_request_error"}}, 401)
+    body = await request.json()
+    seen.append(body)
+    model = body["model"]
+    if _wants(body, "FAIL"):
+        return JSONResponse(
+            {"error": {"message": "upstream exploded", "type": "server_error"}}, 500
+        )
+    if not body.get("stream"):
+        return JSONResponse(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "".join(WORDS)},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": OPENAI_USAGE,
+            }
+        )
+    include_usage = (body.get("stream_options") or {}).get("include_usage")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i, word in enumerate(WORDS):
+            if _wants(body, "BREAK") and i == 4:
+                raise Broken("connection lost")
+            chunk = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}],
+            }
+            yield _sse(chunk)
+            await asyncio.sleep(0)
+        done = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": model}
+        yield _sse({**done, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if include_usage:
+            yield _sse({**done, "choices": [], "usage": OPENAI_USAGE})
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(chunks(), media_type="text/event-stream")
+
+
+@app.post("/v1/messages")
+async def messages(request: Request) -> Response:
+    if request.headers.get("x-api-key") != UPSTREAM_KEY:
+        return JSONResponse(
+            {"type": "error", "error": {"type": "authentication_error", "message": "bad key"}}, 401
+        )
+    body = await request.json()
+    seen.append(body)
+    model = body["model"]
+    if _wants(body, "FAIL"):
+        return JSONResponse(
+            {"type": "error", "error": {"type": "api_error", "message": "boom"}}, 500
+        )
+    message = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+    }
+    if not body.get("stream"):
+        return JSONResponse(
+            {
+                **message,
+                "content": [{"type": "text", "text": "".join(WORDS)}],
+                "usage": ANTHROPIC_USAGE,
+            }
+        )
+
+    async def events() -> AsyncIterator[bytes]:
+        start_usage = {**ANTHROPIC_USAGE, "output_tokens": 1}
+        yield _sse(
+            {
+                "type": "message_start",
+                "message": {**message, "content": [], "stop_reason": None, "usage": start_usage},
+            },
+            "message_start",
+        )
+        yield _sse(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            "content_block_start",
+        )
+        for i, word in enumerate(WORDS):
+            if _wants(body, "BREAK") and i == 4:
+                raise Broken("connection lost")
+            yield _sse(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": word},
+                },
+                "content_block_delta",
+            )
+            await asyncio.sleep(0)
+        yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        yield _sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 300},
+            },
+            "message_delta",
+        )
+        yield _sse({"type": "message_stop"}, "message_stop")
+
+    return StreamingResponse(events(), media_type="text/event-stream")

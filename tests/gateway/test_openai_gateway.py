@@ -1,0 +1,135 @@
+"""The official openai SDK, pointed at llmledger, works unchanged; every call is recorded."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import Tenant
+from tests.gateway.conftest import Gateway
+from tests.gateway.fake_upstream import OPENAI_USAGE
+
+MESSAGES = [{"role": "user", "content": "Say something about budgets."}]
+
+
+def sdk(gateway: Gateway, caller: Tenant, **headers: str) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=f"{gateway.url}/v1", api_key=caller.key, default_headers=headers, max_retries=0
+    )
+
+
+def ledger(gateway: Gateway, caller: Tenant) -> list[dict[str, object]]:
+    r = httpx.get(f"{gateway.url}/api/v1/usage", headers=caller.headers)
+    return r.json()["events"]
+
+
+def test_completion_passes_through_and_is_recorded_with_its_cost(
+    gateway: Gateway, caller: Tenant
+) -> None:
+    client = sdk(
+        gateway, caller, **{"x-llmledger-user": "ana@acme.com", "x-llmledger-prompt-id": "p1"}
+    )
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=MESSAGES, max_tokens=500
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content.startswith("Budgets hold")
+    assert Decimal(raw.headers["x-llmledger-cost"]) > 0
+    [event] = ledger(gateway, caller)
+    assert (
+        event["source"] == "gateway"
+        and event["provider"] == "openai"
+        and event["model"] == "gpt-4o"
+    )
+    assert event["input_tokens"] == OPENAI_USAGE["prompt_tokens"]
+    assert event["cached_input_tokens"] == 1000 and event["reasoning_tokens"] == 100
+    assert event["user"] == "ana@acme.com" and event["prompt_id"] == "p1"
+    assert Decimal(event["cost"]["total"]) == Decimal(raw.headers["x-llmledger-cost"])
+
+
+def test_stream_is_relayed_and_recorded_from_the_usage_the_provider_sends(
+    gateway: Gateway, caller: Tenant
+) -> None:
+    stream = sdk(gateway, caller).chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Budgets hold under concurrency, and alerts fire once."
+    assert all(c.usage is None for c in chunks)  # not asked for: the usage chunk is hidden
+    [event] = ledger(gateway, caller)
+    assert event["output_tokens"] == OPENAI_USAGE["completion_tokens"]
+    assert Decimal(event["cost"]["total"]) > 0  # a streamed call is never $0
+
+
+def test_stream_with_usage_requested_shows_it(gateway: Gateway, caller: Tenant) -> None:
+    stream = sdk(gateway, caller).chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    assert [c.usage.completion_tokens for c in stream if c.usage] == [300]
+
+
+def test_a_broken_stream_is_charged_for_what_was_delivered(
+    gateway: Gateway, caller: Tenant
+) -> None:
+    stream = sdk(gateway, caller).chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, stream=True, stop=["BREAK"]
+    )
+    with pytest.raises((httpx.HTTPError, openai.APIError)):
+        list(stream)
+    events = _wait_for_events(gateway, caller, 1)
+    assert events[0]["status"] == "cancelled"
+    assert 0 < events[0]["output_tokens"] < 20  # four words delivered, counted by us
+    assert Decimal(events[0]["cost"]["total"]) > 0
+
+
+def test_upstream_errors_pass_through_and_charge_nothing(gateway: Gateway, caller: Tenant) -> None:
+    with pytest.raises(openai.InternalServerError):
+        sdk(gateway, caller).chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, stop=["FAIL"]
+        )
+    assert ledger(gateway, caller) == []
+
+
+def test_a_hard_budget_blocks_with_the_providers_error_shape(
+    gateway: Gateway, caller: Tenant
+) -> None:
+    r = httpx.post(
+        f"{gateway.url}/api/v1/budgets",
+        json={"scope": "organization", "daily_limit": "0.001", "action": "block"},
+        headers=caller.headers,
+    )
+    assert r.status_code == 201
+    with pytest.raises(openai.RateLimitError) as caught:
+        sdk(gateway, caller).chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, max_tokens=4000
+        )
+    assert "organization" in str(caught.value) and "resets at" in str(caught.value)
+    assert caught.value.status_code == 429
+    assert ledger(gateway, caller) == []
+
+
+def test_unknown_key_is_refused(gateway: Gateway) -> None:
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="llk_nope", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+
+def test_models_lists_the_configured_providers_models(gateway: Gateway, caller: Tenant) -> None:
+    ids = {m.id for m in sdk(gateway, caller).models.list()}
+    assert "gpt-4o" in ids and "claude-sonnet-4-5" in ids
+
+
+def _wait_for_events(gateway: Gateway, caller: Tenant, n: int) -> list[dict[str, object]]:
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        events = ledger(gateway, caller)
+        if len(events) >= n:
+            return events
+        time.sleep(0.05)
+    raise AssertionError("the call was not recorded")
