@@ -59,6 +59,8 @@ async def chat(request: Request) -> Response:
         return JSONResponse(
             {"error": {"message": "upstream exploded", "type": "server_error"}}, 500
         )
+    if _wants(body, "SLOW"):
+        await asyncio.sleep(3)
     if not body.get("stream"):
         return JSONResponse(
             {
