@@ -1,0 +1,227 @@
+"""The gateway beside LiteLLM's proxy: the same load, both single-process, against the same
+fake upstream on loopback. llmledger runs with a budget and usage recording on.
+
+Prints requests/s with concurrent clients and the latency each proxy adds over calling the
+upstream directly (p50, p95, one client), and the ratios. LiteLLM is installed from PyPI into
+its own virtualenv (benchmarks/.litellm) the first time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from server import database, free_port  # noqa: E402
+
+LITELLM_VENV = HERE / ".litellm"
+UPSTREAM_KEY = "sk-upstream-test"
+MODEL = "gpt-4o-mini"
+BODY = {
+    "model": MODEL,
+    "messages": [{"role": "user", "content": "Say something about budgets."}],
+    "max_tokens": 300,
+}
+SEQUENTIAL = 300  # requests for latency, one client
+CONCURRENT = 32  # clients for throughput
+SECONDS = 8.0
+
+
+@contextmanager
+def process(
+    args: list[str], url: str, env: dict[str, str] | None = None, log: Path | None = None
+) -> Iterator[str]:
+    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        args, env={**os.environ, **(env or {})}, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{args[0]} exited: see {log}")
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            raise RuntimeError(f"{args} did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def litellm_python() -> Path:
+    python = LITELLM_VENV / "bin" / "python"
+    if not python.exists():
+        print("installing litellm[proxy] into benchmarks/.litellm (first run only)...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "litellm[proxy]"], check=True)
+    return python
+
+
+def prepare_llmledger(database_url: str, upstream: str) -> str:
+    """A migrated database, an organization with the upstream's key and a monthly budget
+    large enough never to block; returns the organization's API key."""
+    from llmledger.accounts.service import create_api_key, create_organization
+    from llmledger.budgets.schemas import BudgetIn
+    from llmledger.budgets.service import create_budget
+    from llmledger.gateway.credentials import set_provider
+    from llmledger.kit.db import make_engine, make_sessionmaker, unit_of_work
+    from llmledger.kit.migrate import upgrade_database
+    from llmledger.kit.settings import Settings
+    from llmledger.pricing.repository import sync_catalog
+
+    upgrade_database(database_url)
+    engine = make_engine(database_url)
+    with unit_of_work(make_sessionmaker(engine)) as session:
+        sync_catalog(session)
+        org = create_organization(session, f"bench-{uuid.uuid4().hex[:8]}")
+        key = create_api_key(session, org).secret
+        set_provider(
+            session,
+            Settings(database_url=database_url),
+            org.id,
+            "openai",
+            UPSTREAM_KEY,
+            f"{upstream}/v1",
+        )
+        create_budget(
+            session, org.id, BudgetIn(scope="organization", monthly_limit=1_000_000, action="block")
+        )
+    engine.dispose()
+    return key
+
+
+async def latencies(url: str, key: str, n: int) -> list[float]:
+    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {key}"}) as client:
+        for _ in range(20):
+            await client.post(url, json=BODY)
+        found = []
+        for _ in range(n):
+            start = time.perf_counter()
+            r = await client.post(url, json=BODY)
+            found.append((time.perf_counter() - start) * 1000)
+            if r.status_code >= 400:
+                raise RuntimeError(f"{url}: {r.status_code} {r.text[:300]}")
+        return found
+
+
+async def throughput(url: str, key: str) -> float:
+    limits = httpx.Limits(max_connections=CONCURRENT, max_keepalive_connections=CONCURRENT)
+    async with httpx.AsyncClient(
+        timeout=60, limits=limits, headers={"Authorization": f"Bearer {key}"}
+    ) as client:
+        for _ in range(20):
+            await client.post(url, json=BODY)
+        done = 0
+        deadline = time.perf_counter() + SECONDS
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                r = await client.post(url, json=BODY)
+                r.raise_for_status()
+                done += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENT)))
+        return done / (time.perf_counter() - start)
+
+
+def measure(url: str, key: str) -> tuple[float, float, float]:
+    found = asyncio.run(latencies(url, key, SEQUENTIAL))
+    p50 = statistics.median(found)
+    p95 = statistics.quantiles(found, n=20)[18]
+    return p50, p95, asyncio.run(throughput(url, key))
+
+
+def main() -> None:
+    py = sys.executable
+    uvicorn_args = ["-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
+    with tempfile.TemporaryDirectory() as tmp:
+        up_port, ours_port, theirs_port = free_port(), free_port(), free_port()
+        upstream = f"http://127.0.0.1:{up_port}"
+        fake = [py, *uvicorn_args, "tests.gateway.fake_upstream:app", "--port", str(up_port)]
+        with process(fake, f"{upstream}/docs"), database("postgresql", tmp) as db:
+            direct = measure(f"{upstream}/v1/chat/completions", UPSTREAM_KEY)
+            key = prepare_llmledger(db, upstream)
+            ours_env = {"LLMLEDGER_DATABASE_URL": db, "LLMLEDGER_WORKER_IN_PROCESS": "false"}
+            ours_cmd = [
+                py,
+                *uvicorn_args,
+                "llmledger.app:create_app",
+                "--factory",
+                "--port",
+                str(ours_port),
+            ]
+            with process(
+                ours_cmd, f"http://127.0.0.1:{ours_port}/healthz", ours_env, Path(tmp) / "ours.log"
+            ):
+                ours = measure(f"http://127.0.0.1:{ours_port}/v1/chat/completions", key)
+            config = Path(tmp) / "litellm.yaml"
+            config.write_text(
+                "model_list:\n"
+                f"  - model_name: {MODEL}\n"
+                "    litellm_params:\n"
+                f"      model: openai/{MODEL}\n"
+                f"      api_base: {upstream}/v1\n"
+                f"      api_key: {UPSTREAM_KEY}\n"
+            )
+            theirs_cmd = [
+                str(litellm_python().parent / "litellm"),
+                "--config",
+                str(config),
+                "--port",
+                str(theirs_port),
+                "--num_workers",
+                "1",
+            ]
+            master = f"sk-{uuid.uuid4().hex}{uuid.uuid4().hex}"
+            theirs_env = {
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                "LITELLM_LOG": "ERROR",
+                "LITELLM_MASTER_KEY": master,
+            }
+            with process(
+                theirs_cmd,
+                f"http://127.0.0.1:{theirs_port}/health/liveliness",
+                theirs_env,
+                Path(tmp) / "litellm.log",
+            ):
+                theirs = measure(
+                    f"http://127.0.0.1:{theirs_port}/v1/chat/completions", master
+                )
+    print(
+        f"upstream direct: p50 {direct[0]:.2f} ms, p95 {direct[1]:.2f} ms, {direct[2]:,.0f} req/s"
+    )
+    for name, (p50, p95, rps) in (("llmledger", ours), ("litellm", theirs)):
+        print(
+            f"{name}: {rps:,.0f} req/s ({CONCURRENT} clients) | added latency p50 "
+            f"{p50 - direct[0]:.2f} ms, p95 {p95 - direct[1]:.2f} ms (one client)"
+        )
+    print(
+        f"ratio: llmledger/litellm throughput {ours[2] / theirs[2]:.2f}x | added p50 "
+        f"{(ours[0] - direct[0]):.2f} vs {(theirs[0] - direct[0]):.2f} ms "
+        "(target: >= 4x throughput, <= 2 ms added at p50)"
+    )
+
+
+if __name__ == "__main__":
+    main()
