@@ -18,6 +18,7 @@ from llmledger.budgets.endpoints import router as budgets_router
 from llmledger.budgets.enforcement import Enforcer
 from llmledger.estimates.endpoints import router as estimates_router
 from llmledger.gateway.endpoints import router as gateway_router
+from llmledger.gateway.flow import Gateway
 from llmledger.kit.db import make_engine, make_sessionmaker, unit_of_work
 from llmledger.kit.errors import install_error_handlers
 from llmledger.kit.settings import Settings, get_settings
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = sessions
         app.state.settings = settings
         app.state.enforcer = Enforcer(store, timedelta(seconds=settings.reservation_ttl_seconds))
+        app.state.gateway = Gateway(sessions, app.state.price_book, app.state.enforcer, settings)
         worker = start_in_thread(sessions, store, settings) if settings.worker_in_process else None
         app.state.upstream = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.upstream_timeout_seconds, connect=10.0),
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         yield
         await app.state.upstream.aclose()
+        app.state.gateway.close()  # writes what the recorder still holds
         if worker is not None:
             thread, stop = worker
             stop.set()

@@ -57,6 +57,11 @@ class Gateway:
     url: str
     settings: Settings
     database_url: str
+    app: Any
+
+    def flush(self) -> None:
+        """Wait until every finished call is written (the gateway records behind)."""
+        self.app.state.gateway.recorder.flush()
 
 
 @pytest.fixture(scope="session")
@@ -68,8 +73,9 @@ def gateway(database_url: str, upstream_url: str) -> Iterator[Gateway]:
         openai_base_url=f"{upstream_url}/v1",
         anthropic_base_url=upstream_url,
     )
-    with serve(create_app(settings)) as url:
-        yield Gateway(url, settings, database_url)
+    app = create_app(settings)
+    with serve(app) as url:
+        yield Gateway(url, settings, database_url, app)
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ def sdk(gateway: Gateway, caller: Tenant, **headers: str) -> anthropic.Anthropic
 
 
 def events(gateway: Gateway, caller: Tenant, n: int = 1) -> list[dict[str, object]]:
+    gateway.flush()
     deadline = time.monotonic() + 10
     while True:
         found = httpx.get(f"{gateway.url}/api/v1/usage", headers=caller.headers).json()["events"]

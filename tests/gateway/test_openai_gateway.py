@@ -22,6 +22,7 @@ def sdk(gateway: Gateway, caller: Tenant, **headers: str) -> openai.OpenAI:
 
 
 def ledger(gateway: Gateway, caller: Tenant) -> list[dict[str, object]]:
+    gateway.flush()
     r = httpx.get(f"{gateway.url}/api/v1/usage", headers=caller.headers)
     return r.json()["events"]
 

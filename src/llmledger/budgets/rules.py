@@ -8,6 +8,18 @@ from sqlalchemy.orm import Session
 from llmledger.budgets.lines import Attribution, BudgetRules
 from llmledger.models import ApiKey, Budget, BudgetAllocation, Department, Organization, Team, User
 
+# Bumped by every budget or allocation change made in this process, so cached rules of an
+# organization are dropped at once here (other processes see changes when their cache expires).
+_versions: dict[int, int] = {}
+
+
+def rules_changed(org_id: int) -> None:
+    _versions[org_id] = _versions.get(org_id, 0) + 1
+
+
+def rules_version(org_id: int) -> int:
+    return _versions.get(org_id, 0)
+
 
 def load_rules(session: Session, org_id: int) -> BudgetRules:
     budgets = list(session.scalars(select(Budget).where(Budget.organization_id == org_id)))

@@ -12,7 +12,7 @@ from llmledger.accounts.service import department_ids, team_ids, user_ids
 from llmledger.budgets.counters import CounterStore
 from llmledger.budgets.enforcement import LineReport, report
 from llmledger.budgets.lines import SCOPES
-from llmledger.budgets.rules import load_rules, scope_names
+from llmledger.budgets.rules import load_rules, rules_changed, scope_names
 from llmledger.budgets.schemas import AllocationOut, BudgetIn, BudgetOut, BudgetPatch, LineOut
 from llmledger.budgets.sql_counters import ensure_counters
 from llmledger.core.budget_math import DEFAULT_THRESHOLDS
@@ -80,6 +80,7 @@ def create_budget(session: Session, org_id: int, body: BudgetIn) -> Budget:
     )
     session.add(budget)
     session.flush()
+    rules_changed(org_id)
     return budget
 
 
@@ -95,12 +96,14 @@ def update_budget(session: Session, org_id: int, budget_id: int, body: BudgetPat
         raise FieldError("monthly_limit", "a budget needs a limit")
     _check_allocations_fit(session, budget)
     session.flush()
+    rules_changed(org_id)
     return budget
 
 
 def delete_budget(session: Session, org_id: int, budget_id: int) -> None:
     session.delete(_owned(session, org_id, budget_id))
     session.flush()
+    rules_changed(org_id)
 
 
 def _check_allocations_fit(session: Session, budget: Budget) -> None:
@@ -145,6 +148,7 @@ def set_allocation(
     allocation.daily_limit = daily_limit
     session.flush()
     _check_allocations_fit(session, budget)
+    rules_changed(org_id)
     return allocation
 
 
@@ -155,6 +159,7 @@ def delete_allocation(session: Session, org_id: int, budget_id: int, allocation_
         raise NotFound(f"no allocation {allocation_id} in budget {budget_id}")
     session.delete(allocation)
     session.flush()
+    rules_changed(org_id)
 
 
 def line_out(r: LineReport) -> LineOut:

@@ -93,20 +93,10 @@ async def _admit(
     max_out: int,
     who: flow.Attribution,
 ) -> flow.Admitted | JSONResponse:
-    state = request.app.state
+    gateway: flow.Gateway = request.app.state.gateway
     try:
         return await run_in_threadpool(
-            flow.admit,
-            state.sessions,
-            state.price_book,
-            state.enforcer,
-            state.settings,
-            _secret(request),
-            provider,
-            model,
-            tokens,
-            max_out,
-            who,
+            gateway.admit, _secret(request), provider, model, tokens, max_out, who
         )
     except flow.Refused as refused:
         return JSONResponse(shape(refused.message, refused.code), status_code=refused.status)
@@ -114,38 +104,23 @@ async def _admit(
         return JSONResponse(shape(exc.message, exc.code), status_code=exc.status_code)
 
 
-async def _finish(
+def _finish(
     request: Request,
     admitted: flow.Admitted,
     usage: TokenUsage,
     started: float,
     status: str = "success",
 ) -> Decimal | None:
-    state = request.app.state
+    """Hand the call to the recorder (no waiting on the database) and price it."""
+    gateway: flow.Gateway = request.app.state.gateway
     latency = int((time.perf_counter() - started) * 1000)
-    # Shielded: a caller who hangs up must not stop the call from being recorded.
-    task = asyncio.ensure_future(
-        run_in_threadpool(
-            flow.finish,
-            state.sessions,
-            state.price_book,
-            state.enforcer,
-            admitted,
-            usage,
-            latency,
-            status,
-        )
-    )
-    return await asyncio.shield(task)
+    return gateway.finish(admitted, usage, latency, status)
 
 
 async def _release(request: Request, admitted: flow.Admitted) -> None:
-    state = request.app.state
-    await asyncio.shield(
-        asyncio.ensure_future(
-            run_in_threadpool(flow.release, state.sessions, state.enforcer, admitted)
-        )
-    )
+    gateway: flow.Gateway = request.app.state.gateway
+    # Shielded: a caller who hangs up must not keep the hold from being given back.
+    await asyncio.shield(asyncio.ensure_future(run_in_threadpool(gateway.release, admitted)))
 
 
 def _upstream_failed(shape: ErrorShape, exc: httpx.HTTPError) -> JSONResponse:
@@ -187,7 +162,7 @@ async def _proxy(
         await upstream.aclose()
         data = _json(content)
         usage = usage_of(data) or _counted(admitted, _reply_text(admitted.provider, data))
-        cost = await _finish(request, admitted, usage, started)
+        cost = _finish(request, admitted, usage, started)
         return Response(
             content,
             status_code=upstream.status_code,
@@ -229,7 +204,7 @@ async def _relay(
         await upstream.aclose()
         usage = tally.provider_usage() if completed else None
         usage = usage or _counted(admitted, "".join(tally.text))
-        await _finish(request, admitted, usage, started, "success" if completed else "cancelled")
+        _finish(request, admitted, usage, started, "success" if completed else "cancelled")
 
 
 def _json(content: bytes) -> dict[str, Any]:

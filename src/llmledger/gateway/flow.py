@@ -1,9 +1,10 @@
 """The parts of a gateway call that touch the database, run in a worker thread: before
-(authenticate, count, price, hold) and after (record usage, settle or release)."""
+(authenticate, price, hold) and after (queue the usage and settlement, or release)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -12,17 +13,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from llmledger.accounts.service import Principal, authenticate
 from llmledger.budgets.counters import Held
 from llmledger.budgets.enforcement import Call, Decision, Enforcer
-from llmledger.budgets.rules import find_attribution, load_rules
+from llmledger.budgets.lines import Attribution as Owner
+from llmledger.budgets.lines import BudgetRules
+from llmledger.budgets.rules import find_attribution, load_rules, rules_version
 from llmledger.core.money import from_nanos, to_nanos
 from llmledger.core.pricing import TokenUsage, compute_cost
 from llmledger.gateway.credentials import Upstream, upstream_for
+from llmledger.gateway.recorder import Finished, Recorder
 from llmledger.kit.db import unit_of_work
 from llmledger.kit.settings import Settings
-from llmledger.pricing.book import PriceBook
+from llmledger.kit.ttl_cache import TtlCache
+from llmledger.pricing.book import OrgPrices, PriceBook, PriceQuote
 from llmledger.pricing.repository import load_org_prices
 from llmledger.pricing.service import Pricer
 from llmledger.usage.schemas import UsageIn
-from llmledger.usage.service import record_usage
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,8 @@ class Admitted:
     upstream: Upstream
     decision: Decision
     who: Attribution
+    quote: PriceQuote | None
     held: Held | None = None
-    warnings: list[str] = field(default_factory=list)
 
 
 class Refused(Exception):
@@ -62,70 +66,107 @@ class Refused(Exception):
         self.code = code
 
 
-def admit(
-    sessions: sessionmaker[Session],
-    book: PriceBook,
-    enforcer: Enforcer,
-    settings: Settings,
-    secret: str,
-    provider: str,
-    model: str,
-    input_tokens: int,
-    max_output_tokens: int,
-    who: Attribution,
-) -> Admitted:
-    """Authenticate, price the worst case, check every budget and hold it; commit the hold."""
-    with unit_of_work(sessions) as session:
-        principal = authenticate(session, secret)
-        if principal is None:
-            raise Refused(401, "unknown or revoked llmledger API key", "invalid_api_key")
-        upstream = upstream_for(session, settings, principal.organization_id, provider)
-        now = datetime.now(UTC)
-        pricer = Pricer(book, load_org_prices(session, principal.organization_id))
-        quote = pricer.quote(model, provider, now)
-        attribution = find_attribution(
-            session,
-            principal.organization_id,
-            principal.api_key_id,
-            who.user,
-            who.team,
-            who.department,
+class Gateway:
+    """What the gateway keeps between calls: caches of the hot look-ups (each a few seconds
+    old at most) and the background recorder."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        book: PriceBook,
+        enforcer: Enforcer,
+        settings: Settings,
+    ) -> None:
+        self.sessions = sessions
+        self.book = book
+        self.enforcer = enforcer
+        self.settings = settings
+        # A revoked key or a changed provider key takes effect within these TTLs.
+        self._principals: TtlCache[str, Principal | None] = TtlCache(30)
+        self._upstreams: TtlCache[tuple[int, str], Upstream] = TtlCache(30)
+        self._prices: TtlCache[int, OrgPrices] = TtlCache(10)
+        self._rules: TtlCache[tuple[int, int], BudgetRules] = TtlCache(5)
+        self._who: TtlCache[tuple[int, int, str | None, str | None, str | None], Owner] = TtlCache(
+            30
         )
-        rules = load_rules(session, principal.organization_id)
-        total = input_tokens + max_output_tokens
-        amount = 0
-        if quote is not None:
-            cost = compute_cost(TokenUsage(input_tokens, max_output_tokens), quote.sheet)
-            amount = to_nanos(cost.total, round_up=True)
-        elif settings.unpriced_models == "block":
-            raise Refused(
-                403,
-                f"model {model!r} has no price and unpriced models are blocked",
-                "unpriced_model",
+        self.recorder = Recorder(sessions, book, enforcer)
+
+    def close(self) -> None:
+        self.recorder.close()
+
+    def admit(
+        self,
+        secret: str,
+        provider: str,
+        model: str,
+        input_tokens: int,
+        max_output_tokens: int,
+        who: Attribution,
+    ) -> Admitted:
+        """Authenticate, price the worst case, check every budget and hold it; commit the hold."""
+        with unit_of_work(self.sessions) as session:
+            key = hashlib.sha256(secret.encode()).hexdigest()
+            principal = self._principals.get(
+                key, lambda: authenticate(session, secret), lambda p: p is not None
             )
-        call = Call(rules, attribution, principal.time_zone, amount, total, now)
-        decision = (
-            enforcer.reserve(session, call) if quote is not None else enforcer.check(session, call)
-        )
-        if decision.blocked:
-            raise Refused(429, "; ".join(decision.reasons) or "budget exceeded", "budget_exceeded")
-        return Admitted(
-            principal, provider, model, input_tokens, upstream, decision, who, decision.held
-        )
+            if principal is None:
+                raise Refused(401, "unknown or revoked llmledger API key", "invalid_api_key")
+            org_id = principal.organization_id
+            upstream = self._upstreams.get(
+                (org_id, provider), lambda: upstream_for(session, self.settings, org_id, provider)
+            )
+            now = datetime.now(UTC)
+            prices = self._prices.get(org_id, lambda: load_org_prices(session, org_id))
+            quote = Pricer(self.book, prices).quote(model, provider, now)
+            owner = self._who.get(
+                (org_id, principal.api_key_id, who.user, who.team, who.department),
+                lambda: find_attribution(
+                    session, org_id, principal.api_key_id, who.user, who.team, who.department
+                ),
+                lambda found: _complete(found, who),
+            )
+            rules = self._rules.get(
+                (org_id, rules_version(org_id)), lambda: load_rules(session, org_id)
+            )
+            amount = 0
+            if quote is not None:
+                cost = compute_cost(TokenUsage(input_tokens, max_output_tokens), quote.sheet)
+                amount = to_nanos(cost.total, round_up=True)
+            elif self.settings.unpriced_models == "block":
+                raise Refused(
+                    403,
+                    f"model {model!r} has no price and unpriced models are blocked",
+                    "unpriced_model",
+                )
+            call = Call(
+                rules, owner, principal.time_zone, amount, input_tokens + max_output_tokens, now
+            )
+            enforcer = self.enforcer
+            decision = (
+                enforcer.reserve(session, call)
+                if quote is not None
+                else enforcer.check(session, call)
+            )
+            if decision.blocked:
+                raise Refused(
+                    429, "; ".join(decision.reasons) or "budget exceeded", "budget_exceeded"
+                )
+            return Admitted(
+                principal,
+                provider,
+                model,
+                input_tokens,
+                upstream,
+                decision,
+                who,
+                quote,
+                decision.held,
+            )
 
-
-def finish(
-    sessions: sessionmaker[Session],
-    book: PriceBook,
-    enforcer: Enforcer,
-    admitted: Admitted,
-    usage: TokenUsage,
-    latency_ms: int,
-    status: str = "success",
-) -> Decimal | None:
-    """Record the call's usage and settle its hold at the actual cost; returns the cost."""
-    with unit_of_work(sessions) as session:
-        pricer = Pricer(book, load_org_prices(session, admitted.principal.organization_id))
+    def finish(
+        self, admitted: Admitted, usage: TokenUsage, latency_ms: int, status: str = "success"
+    ) -> Decimal | None:
+        """Queue the call's usage and settlement for the recorder; returns its cost."""
         who = admitted.who
         event = UsageIn(
             model=admitted.model,
@@ -144,21 +185,28 @@ def finish(
             latency_ms=latency_ms,
             status=status,
             source="gateway",
+            occurred_at=datetime.now(UTC),
         )
-        # Without a hold the spend is charged like any recorded usage.
-        charge = enforcer if admitted.held is None else None
-        recorded = record_usage(session, pricer, admitted.principal, [event], charge)
-        cost = recorded.events[0].cost
-        if admitted.held is not None:
-            enforcer.settle(session, admitted.held, to_nanos(cost.total) if cost else 0)
-        return cost.total if cost else None
+        self.recorder.submit(Finished(admitted, event))
+        if admitted.quote is None:
+            return None
+        return compute_cost(usage, admitted.quote.sheet).total
+
+    def release(self, admitted: Admitted) -> None:
+        if admitted.held is None:
+            return
+        with unit_of_work(self.sessions) as session:
+            self.enforcer.release(session, admitted.held)
 
 
-def release(sessions: sessionmaker[Session], enforcer: Enforcer, admitted: Admitted) -> None:
-    if admitted.held is None:
-        return
-    with unit_of_work(sessions) as session:
-        enforcer.release(session, admitted.held)
+def _complete(found: Owner, who: Attribution) -> bool:
+    """Cache an attribution only once every name it was given exists (a first-time user is
+    created when its usage is recorded, and must be seen on its next call)."""
+    return not (
+        (who.user and found.user_id is None)
+        or (who.team and found.team_id is None)
+        or (who.department and found.department_id is None)
+    )
 
 
 def remaining_after(admitted: Admitted, cost: Decimal | None) -> Decimal | None:
