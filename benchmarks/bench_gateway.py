@@ -205,9 +205,7 @@ def main() -> None:
                 theirs_env,
                 Path(tmp) / "litellm.log",
             ):
-                theirs = measure(
-                    f"http://127.0.0.1:{theirs_port}/v1/chat/completions", master
-                )
+                theirs = measure(f"http://127.0.0.1:{theirs_port}/v1/chat/completions", master)
     print(
         f"upstream direct: p50 {direct[0]:.2f} ms, p95 {direct[1]:.2f} ms, {direct[2]:,.0f} req/s"
     )
