@@ -39,6 +39,8 @@ BODY = {
 SEQUENTIAL = 300  # requests for latency, one client
 CONCURRENT = 32  # clients for throughput
 SECONDS = 8.0
+# Budget counters for llmledger: "redis" (the configuration for high rates) or "sql".
+BACKEND = os.environ.get("LLMLEDGER_BENCH_BACKEND", "redis")
 
 
 @contextmanager
@@ -145,6 +147,16 @@ async def throughput(url: str, key: str) -> float:
         return done / (time.perf_counter() - start)
 
 
+def forget_redis_keys(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(os.environ.get("LLMLEDGER_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    keys = list(client.scan_iter(f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
 def measure(url: str, key: str) -> tuple[float, float, float]:
     found = asyncio.run(latencies(url, key, SEQUENTIAL))
     p50 = statistics.median(found)
@@ -162,7 +174,13 @@ def main() -> None:
         with process(fake, f"{upstream}/docs"), database("postgresql", tmp) as db:
             direct = measure(f"{upstream}/v1/chat/completions", UPSTREAM_KEY)
             key = prepare_llmledger(db, upstream)
-            ours_env = {"LLMLEDGER_DATABASE_URL": db, "LLMLEDGER_WORKER_IN_PROCESS": "false"}
+            prefix = f"llmledger-bench-{uuid.uuid4().hex[:8]}"
+            ours_env = {
+                "LLMLEDGER_DATABASE_URL": db,
+                "LLMLEDGER_WORKER_IN_PROCESS": "false",
+                "LLMLEDGER_BUDGET_BACKEND": BACKEND,
+                "LLMLEDGER_REDIS_PREFIX": prefix,
+            }
             ours_cmd = [
                 py,
                 *uvicorn_args,
@@ -175,6 +193,7 @@ def main() -> None:
                 ours_cmd, f"http://127.0.0.1:{ours_port}/healthz", ours_env, Path(tmp) / "ours.log"
             ):
                 ours = measure(f"http://127.0.0.1:{ours_port}/v1/chat/completions", key)
+            forget_redis_keys(prefix)
             config = Path(tmp) / "litellm.yaml"
             config.write_text(
                 "model_list:\n"
@@ -209,7 +228,7 @@ def main() -> None:
     print(
         f"upstream direct: p50 {direct[0]:.2f} ms, p95 {direct[1]:.2f} ms, {direct[2]:,.0f} req/s"
     )
-    for name, (p50, p95, rps) in (("llmledger", ours), ("litellm", theirs)):
+    for name, (p50, p95, rps) in ((f"llmledger ({BACKEND} budgets)", ours), ("litellm", theirs)):
         print(
             f"{name}: {rps:,.0f} req/s ({CONCURRENT} clients) | added latency p50 "
             f"{p50 - direct[0]:.2f} ms, p95 {p95 - direct[1]:.2f} ms (one client)"
