@@ -21,8 +21,6 @@ import io
 import multiprocessing
 import os
 import pstats
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +35,9 @@ import httpx
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.servers
+
+from tests.servers import server_processes
 
 from server import database
 
@@ -377,65 +378,12 @@ def bench_checks(show_profile: bool) -> None:
 
 # --- no overspend -------------------------------------------------------------------------
 
-# Imports the app once, then forks one uvicorn server per socket: each is a process of its
-# own (own engine, own counter store) without paying the imports once per process.
-LAUNCHER = """
-import os, signal, sys
-import uvicorn
-import llmledger.app
-
-children = []
-for sock in sys.argv[1:]:
-    pid = os.fork()
-    if pid == 0:
-        uvicorn.run(
-            "llmledger.app:create_app", factory=True, uds=sock, log_level="warning",
-            access_log=False,
-        )
-        os._exit(0)
-    children.append(pid)
-
-def stop(*_):
-    for pid in children:
-        os.kill(pid, signal.SIGTERM)
-
-signal.signal(signal.SIGTERM, stop)
-for pid in children:
-    os.waitpid(pid, 0)
-"""
-
 
 @contextlib.contextmanager
 def servers(tmp: str, env: dict[str, str]) -> Iterator[list[str]]:
     """SERVERS server processes on Unix sockets; yields the socket paths."""
-    sockets = [f"{tmp}/s{n}-{uuid.uuid4().hex[:6]}.sock" for n in range(SERVERS)]
-    full_env = {**os.environ, "LLMLEDGER_WORKER_IN_PROCESS": "false", **env}
-    launcher = subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER, *sockets], env=full_env, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + 60
-        for sock in sockets:
-            while True:
-                if launcher.poll() is not None:
-                    raise RuntimeError(f"servers exited with {launcher.returncode}")
-                with (
-                    contextlib.suppress(httpx.HTTPError),
-                    httpx.Client(transport=httpx.HTTPTransport(uds=sock)) as client,
-                ):
-                    if client.get("http://server/healthz", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("servers did not start")
-                time.sleep(0.05)
+    with server_processes(Path(tmp), SERVERS, env) as sockets:
         yield sockets
-    finally:
-        launcher.terminate()
-        try:
-            launcher.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait()
 
 
 async def race(sockets: list[str], key: str) -> tuple[int, int, Decimal]:

@@ -12,11 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -32,6 +27,7 @@ from llmledger.kit.migrate import upgrade_database
 from llmledger.models import BudgetCounter, UsageEvent
 from llmledger.pricing.repository import sync_catalog
 from tests.conftest import Tenant, create_tenant
+from tests.servers import server_processes
 
 PROCESSES = 4
 CALLS = 256
@@ -64,77 +60,11 @@ def _transport(socket_path: str) -> httpx.HTTPTransport:
     return httpx.HTTPTransport(uds=socket_path)
 
 
-# Imports the app once, then forks one uvicorn server per socket: each is a process of its
-# own (own engine, own counter store), without paying the import once per process.
-LAUNCHER = """
-import os, signal, sys
-import uvicorn
-import llmledger.app
-
-children = []
-for sock in sys.argv[1:]:
-    pid = os.fork()
-    if pid == 0:
-        uvicorn.run(
-            "llmledger.app:create_app", factory=True, uds=sock, log_level="warning",
-            access_log=False,
-        )
-        os._exit(0)
-    children.append(pid)
-
-def stop(*_):
-    for pid in children:
-        os.kill(pid, signal.SIGTERM)
-
-signal.signal(signal.SIGTERM, stop)
-for pid in children:
-    os.waitpid(pid, 0)
-"""
-
-
 @contextlib.contextmanager
 def servers(tmp_path: Path, env: dict[str, str]) -> Iterator[list[str]]:
-    """PROCESSES server processes on Unix sockets (no port races); yields the socket paths.
-    A server's output goes to servers.log in the test's tmp_path."""
-    sockets = [str(tmp_path / f"s{n}.sock") for n in range(PROCESSES)]
-    log = tmp_path / "servers.log"
-    full_env = {
-        **os.environ,
-        "LLMLEDGER_ENV": "test",
-        "LLMLEDGER_WORKER_IN_PROCESS": "false",
-        **env,
-    }
-    with log.open("wb") as out:
-        launcher = subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER, *sockets],
-            env=full_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, to be sure none is left behind
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        for sock in sockets:
-            while True:
-                if launcher.poll() is not None:
-                    pytest.fail(f"servers exited with {launcher.returncode}:\n{log.read_text()}")
-                with (
-                    contextlib.suppress(httpx.HTTPError),
-                    httpx.Client(transport=_transport(sock), base_url="http://server") as client,
-                ):
-                    if client.get("/healthz", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    pytest.fail(f"servers did not start:\n{log.read_text()}")
-                time.sleep(0.05)
+    """PROCESSES server processes on Unix sockets; yields the socket paths."""
+    with server_processes(tmp_path, PROCESSES, env, STARTUP_SECONDS) as sockets:
         yield sockets
-    finally:
-        launcher.terminate()
-        try:
-            launcher.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait()
 
 
 @dataclass
