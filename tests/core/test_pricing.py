@@ -83,9 +83,12 @@ def test_more_tokens_never_cost_less_across_tiers(
         usage.cache_write_tokens,
         usage.reasoning_tokens,
     )
+    def at_least_base(tier_price: Decimal | None, base: Decimal) -> bool:
+        return tier_price is None or tier_price >= base
+
     assume(
         all(
-            (t.input or sheet.input) >= sheet.input and (t.output or sheet.output) >= sheet.output
+            at_least_base(t.input, sheet.input) and at_least_base(t.output, sheet.output)
             for t in sheet.tiers
         )
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from llmledger.core.money import to_nanos
 from llmledger.core.periods import Period, PeriodKind, period_containing
@@ -65,14 +66,57 @@ class Line:
 
 
 @dataclass(frozen=True)
+class BudgetSpec:
+    """A budget's rules as plain values: safe to cache and share between threads (ORM rows
+    are tied to their session and expire with it)."""
+
+    id: int
+    organization_id: int
+    scope_type: str
+    scope_id: int
+    daily_limit: Decimal | None
+    monthly_limit: Decimal | None
+    thresholds: tuple[int, ...]
+    action: str
+    max_tokens_per_prompt: int | None
+
+    @classmethod
+    def of(cls, row: Budget) -> BudgetSpec:
+        return cls(
+            row.id,
+            row.organization_id,
+            row.scope_type,
+            row.scope_id,
+            row.daily_limit,
+            row.monthly_limit,
+            tuple(row.thresholds),
+            row.action,
+            row.max_tokens_per_prompt,
+        )
+
+
+@dataclass(frozen=True)
+class AllocationSpec:
+    id: int
+    budget_id: int
+    user_id: int
+    daily_limit: Decimal | None
+    monthly_limit: Decimal | None
+
+    @classmethod
+    def of(cls, row: BudgetAllocation) -> AllocationSpec:
+        return cls(row.id, row.budget_id, row.user_id, row.daily_limit, row.monthly_limit)
+
+
+@dataclass(frozen=True)
 class BudgetRules:
     """An organization's budgets and allocations, loaded once per request."""
 
-    budgets: Sequence[Budget]
-    allocations: Sequence[BudgetAllocation]
+    budgets: Sequence[BudgetSpec]
+    allocations: Sequence[AllocationSpec]
     scope_names: dict[tuple[str, int], str]
 
-    def applicable(self, attribution: Attribution) -> list[Budget]:
+    def applicable(self, attribution: Attribution) -> list[BudgetSpec]:
         scopes = attribution.scopes()
         return [b for b in self.budgets if (b.scope_type, b.scope_id) in scopes]
 
@@ -84,7 +128,7 @@ class BudgetRules:
         return sorted(found, key=lambda line: line.key)
 
     def budget_lines(
-        self, budget: Budget, moment: datetime, time_zone: str, user_id: int | None = -1
+        self, budget: BudgetSpec, moment: datetime, time_zone: str, user_id: int | None = -1
     ) -> list[Line]:
         """One budget's own lines plus its allocations' (only `user_id`'s, unless -1: all)."""
         name = self.scope_names.get((budget.scope_type, budget.scope_id), str(budget.scope_id))
@@ -118,7 +162,7 @@ class BudgetRules:
 def _limit_lines(
     budget_id: int,
     allocation_id: int,
-    limits: Budget | BudgetAllocation,
+    limits: BudgetSpec | AllocationSpec,
     label: str,
     hard: bool,
     thresholds: tuple[int, ...],

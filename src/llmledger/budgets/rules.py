@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from llmledger.budgets.lines import Attribution, BudgetRules
+from llmledger.budgets.lines import AllocationSpec, Attribution, BudgetRules, BudgetSpec
 from llmledger.models import ApiKey, Budget, BudgetAllocation, Department, Organization, Team, User
 
 # Bumped by every budget or allocation change made in this process, so cached rules of an
@@ -22,20 +24,22 @@ def rules_version(org_id: int) -> int:
 
 
 def load_rules(session: Session, org_id: int) -> BudgetRules:
-    budgets = list(session.scalars(select(Budget).where(Budget.organization_id == org_id)))
-    allocations: list[BudgetAllocation] = []
-    if budgets:
-        allocations = list(
-            session.scalars(
-                select(BudgetAllocation).where(
-                    BudgetAllocation.budget_id.in_([b.id for b in budgets])
-                )
+    rows = list(session.scalars(select(Budget).where(Budget.organization_id == org_id)))
+    allocations: list[AllocationSpec] = []
+    if rows:
+        allocations = [
+            AllocationSpec.of(a)
+            for a in session.scalars(
+                select(BudgetAllocation).where(BudgetAllocation.budget_id.in_([b.id for b in rows]))
             )
-        )
+        ]
+    budgets = [BudgetSpec.of(b) for b in rows]
     return BudgetRules(budgets, allocations, scope_names(session, budgets))
 
 
-def scope_names(session: Session, budgets: list[Budget]) -> dict[tuple[str, int], str]:
+def scope_names(
+    session: Session, budgets: Sequence[Budget] | Sequence[BudgetSpec]
+) -> dict[tuple[str, int], str]:
     """Human names of budget scopes, for messages ("team 'research' monthly budget")."""
     wanted: dict[str, set[int]] = {}
     for b in budgets:

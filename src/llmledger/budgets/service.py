@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from llmledger.accounts.service import department_ids, team_ids, user_ids
 from llmledger.budgets.counters import CounterStore
 from llmledger.budgets.enforcement import LineReport, report
-from llmledger.budgets.lines import SCOPES
+from llmledger.budgets.lines import SCOPES, BudgetSpec
 from llmledger.budgets.rules import load_rules, rules_changed, scope_names
 from llmledger.budgets.schemas import AllocationOut, BudgetIn, BudgetOut, BudgetPatch, LineOut
 from llmledger.budgets.sql_counters import ensure_counters
@@ -192,7 +192,7 @@ def budget_status(
     names = scope_names(session, budgets)
     out = []
     for budget in budgets:
-        lines = rules.budget_lines(budget, now, time_zone)
+        lines = rules.budget_lines(BudgetSpec.of(budget), now, time_zone)
         ensure_counters(session, org_id, lines)
         states = store.read(session, lines)
         allocations = [a for a in rules.allocations if a.budget_id == budget.id]
