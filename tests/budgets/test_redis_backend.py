@@ -209,3 +209,53 @@ def test_concurrent_holds_in_one_process_never_overspend(
         t.join()
     engine.dispose()
     assert len(allowed) == 33  # 80 tried; exactly as many as fit
+
+
+@pytest.mark.parametrize("backend", ["sql", "redis"])
+def test_settling_many_holds_at_once_charges_each_exactly(
+    backend: str, database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """The gateway's recorder settles in batches: one round trip, one update per line."""
+    from datetime import UTC, datetime, timedelta
+
+    from llmledger.budgets.backend import make_store
+    from llmledger.budgets.enforcement import Call, Enforcer
+    from llmledger.budgets.lines import Attribution
+    from llmledger.budgets.rules import load_rules
+    from llmledger.kit.db import make_engine, make_sessionmaker, unit_of_work
+
+    tenant = create_tenant(database_url)
+    settings = Settings(
+        database_url=database_url,
+        budget_backend=backend,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+    )
+    with _client(
+        database_url, **settings.model_dump(include={"budget_backend", "redis_url", "redis_prefix"})
+    ) as c:
+        budget = c.post(
+            "/api/v1/budgets",
+            json={"scope": "organization", "monthly_limit": "10", "action": "block"},
+            headers=tenant.headers,
+        ).json()
+        engine = make_engine(database_url)
+        sessions = make_sessionmaker(engine)
+        enforcer = Enforcer(make_store(settings), timedelta(minutes=15))
+        with unit_of_work(sessions) as session:
+            rules = load_rules(session, tenant.org_id)
+        holds = []
+        for _ in range(20):
+            with unit_of_work(sessions) as session:
+                call = Call(
+                    rules, Attribution(tenant.org_id), "UTC", 50_000_000, None, datetime.now(UTC)
+                )
+                decision = enforcer.reserve(session, call)
+                assert decision.held is not None
+                holds.append(decision.held)
+        with unit_of_work(sessions) as session:
+            enforcer.settle_many(session, [(h, 30_000_000) for h in holds])
+        engine.dispose()
+        line = _line(c, tenant, budget["id"])
+        assert Decimal(line["spent"]) == Decimal("0.60")  # 20 x $0.03
+        assert Decimal(line["reserved"]) == 0

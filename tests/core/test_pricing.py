@@ -83,6 +83,7 @@ def test_more_tokens_never_cost_less_across_tiers(
         usage.cache_write_tokens,
         usage.reasoning_tokens,
     )
+
     def at_least_base(tier_price: Decimal | None, base: Decimal) -> bool:
         return tier_price is None or tier_price >= base
 

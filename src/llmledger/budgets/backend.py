@@ -91,6 +91,24 @@ class RedisWithFallback:
             held.lines,
         )
 
+    def settle_many(
+        self, session: Session, settlements: Sequence[tuple[Held, int]]
+    ) -> list[SpendChange]:
+        in_sql = [(h, a) for h, a in settlements if h.backend == "sql"]
+        in_redis = [(h, a) for h, a in settlements if h.backend != "sql"]
+        changes = self.sql.settle_many(session, in_sql) if in_sql else []
+        if in_redis:
+            changes += self._run(
+                lambda: self.primary.settle_many(session, in_redis),
+                lambda: self.sql.add_spend(
+                    session,
+                    in_redis[0][0].organization_id,
+                    [(ln, a) for h, a in in_redis for ln in h.lines],
+                ),
+                [ln for h, _ in in_redis for ln in h.lines],
+            )
+        return changes
+
     def release(self, session: Session, held: Held) -> bool:
         if held.backend == "sql":
             return self.sql.release(session, held)

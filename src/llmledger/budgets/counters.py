@@ -66,6 +66,12 @@ class CounterStore(Protocol):
     def settle(self, session: Session, held: Held, actual: int) -> list[SpendChange]:
         """Turn a hold into spend of `actual` (within the caller's transaction)."""
 
+    def settle_many(
+        self, session: Session, settlements: Sequence[tuple[Held, int]]
+    ) -> list[SpendChange]:
+        """Several settlements of one organization at once (the gateway's recorder writes
+        in batches)."""
+
     def release(self, session: Session, held: Held) -> bool:
         """Give a hold back; False if it was already settled, released or expired."""
 

@@ -157,6 +157,20 @@ class Enforcer:
         alerts_for_spend(session, held.organization_id, changes, datetime.now(UTC))
         return changes
 
+    def settle_many(
+        self, session: Session, settlements: Sequence[tuple[Held, int]]
+    ) -> list[SpendChange]:
+        """Settle many holds; the store sees one organization's at a time."""
+        by_org: dict[int, list[tuple[Held, int]]] = {}
+        for held, actual in settlements:
+            by_org.setdefault(held.organization_id, []).append((held, actual))
+        changes: list[SpendChange] = []
+        for org_id, mine in by_org.items():
+            found = self.store.settle_many(session, mine)
+            alerts_for_spend(session, org_id, found, datetime.now(UTC))
+            changes += found
+        return changes
+
     def release(self, session: Session, held: Held) -> bool:
         return self.store.release(session, held)
 

@@ -200,6 +200,14 @@ class SqlCounterStore:
             session, held.organization_id, [(line, actual) for line in held.lines]
         )
 
+    def settle_many(
+        self, session: Session, settlements: Sequence[tuple[Held, int]]
+    ) -> list[SpendChange]:
+        changes: list[SpendChange] = []
+        for held, actual in settlements:
+            changes += self.settle(session, held, actual)
+        return changes
+
     def release(self, session: Session, held: Held) -> bool:
         _relax_durability(session)
         if not self._close(session, held.id, "released", None):

@@ -109,7 +109,11 @@ class Recorder:
                 held = [i for i in items if i.admitted.held is not None]
                 if held:
                     recorded = record_usage(session, pricer, principal, [i.event for i in held])
-                    for item, event in zip(held, recorded.events, strict=True):
-                        actual = to_nanos(event.cost.total) if event.cost else 0
-                        assert item.admitted.held is not None
-                        self._enforcer.settle(session, item.admitted.held, actual)
+                    self._enforcer.settle_many(
+                        session,
+                        [
+                            (item.admitted.held, to_nanos(event.cost.total) if event.cost else 0)
+                            for item, event in zip(held, recorded.events, strict=True)
+                            if item.admitted.held is not None
+                        ],
+                    )
