@@ -102,6 +102,26 @@ async def chat(request: Request) -> Response:
     return StreamingResponse(chunks(), media_type="text/event-stream")
 
 
+@app.post("/v1/embeddings")
+async def embeddings(request: Request) -> Response:
+    if request.headers.get("authorization") != f"Bearer {UPSTREAM_KEY}":
+        return JSONResponse({"error": {"message": "bad key", "type": "invalid_request_error"}}, 401)
+    body = await request.json()
+    seen.append(body)
+    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    return JSONResponse(
+        {
+            "object": "list",
+            "model": body["model"],
+            "data": [
+                {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+                for i in range(len(inputs))
+            ],
+            "usage": {"prompt_tokens": 42, "total_tokens": 42},
+        }
+    )
+
+
 @app.post("/v1/messages")
 async def messages(request: Request) -> Response:
     if request.headers.get("x-api-key") != UPSTREAM_KEY:

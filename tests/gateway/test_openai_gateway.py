@@ -134,3 +134,13 @@ def _wait_for_events(gateway: Gateway, caller: Tenant, n: int) -> list[dict[str,
             return events
         time.sleep(0.05)
     raise AssertionError("the call was not recorded")
+
+
+def test_embeddings_are_recorded_as_input_only(gateway: Gateway, caller: Tenant) -> None:
+    result = sdk(gateway, caller).embeddings.create(
+        model="text-embedding-3-small", input=["budgets", "alerts"]
+    )
+    assert len(result.data) == 2
+    [event] = ledger(gateway, caller)
+    assert event["input_tokens"] == 42 and event["output_tokens"] == 0
+    assert Decimal(event["cost"]["total"]) > 0

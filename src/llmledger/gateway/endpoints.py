@@ -272,6 +272,55 @@ async def chat_completions(request: Request) -> Response:
     )
 
 
+@router.post("/v1/embeddings")
+async def embeddings(request: Request) -> Response:
+    """OpenAI Embeddings, estimated, enforced and recorded (input tokens only)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        return JSONResponse(
+            _openai_shape("'model' is required", "invalid_request"), status_code=400
+        )
+    model = body["model"]
+    tokens = _embedding_input_tokens(body.get("input"), model)
+    if tokens is None:
+        return JSONResponse(
+            _openai_shape("'input' is required", "invalid_request"), status_code=400
+        )
+    user = body.get("user") if isinstance(body.get("user"), str) else None
+    admitted = await _admit(request, _openai_shape, "openai", model, tokens, 0, _who(request, user))
+    if isinstance(admitted, JSONResponse):
+        return admitted
+    headers = {"Authorization": f"Bearer {admitted.upstream.api_key}"}
+    return await _proxy(
+        request,
+        _openai_shape,
+        admitted,
+        f"{admitted.upstream.base_url}/embeddings",
+        headers,
+        body,
+        False,
+        lambda d: openai_usage(d.get("usage")),
+    )
+
+
+def _embedding_input_tokens(raw: Any, model: str) -> int | None:
+    """Text, a list of texts, token ids or lists of token ids (counted by their length)."""
+    if isinstance(raw, str):
+        return count_text(raw, model).tokens
+    if not isinstance(raw, list) or not raw:
+        return None
+    if all(isinstance(item, int) for item in raw):
+        return len(raw)
+    return sum(
+        count_text(item, model).tokens if isinstance(item, str) else len(item)
+        for item in raw
+        if isinstance(item, (str, list))
+    )
+
+
 def _anthropic_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     messages = list(body["messages"])
     system = body.get("system")
