@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from rich import box
 from rich.table import Table
 
 from llmledger.accounts.service import organization_named
@@ -17,6 +18,7 @@ from llmledger.budgets.backend import make_store
 from llmledger.budgets.schemas import BudgetIn, BudgetOut, BudgetPatch
 from llmledger.cli.admin import database
 from llmledger.cli.output import console, fail, print_json
+from llmledger.core.money import round_for_display
 from llmledger.kit.db import make_engine, make_sessionmaker
 from llmledger.kit.migrate import upgrade_database
 from llmledger.kit.settings import get_settings
@@ -166,46 +168,36 @@ def status(
 
 
 def _print_status(found: list[BudgetOut]) -> None:
-    table = Table(title="budgets (USD)")
-    for column in (
-        "id",
-        "scope",
-        "period",
-        "action",
-        "limit",
-        "spent",
-        "reserved",
-        "remaining",
-        "used",
-        "resets",
-        "forecast",
-    ):
-        table.add_column(
-            column, justify="right" if column not in ("scope", "period", "action") else "left"
-        )
+    """A compact table: dollars and cents, spent including holds, hard budgets marked "!"
+    (`--json` has every figure)."""
+    table = Table(title="budgets (USD; ! = blocks at 100%)", box=box.SIMPLE_HEAD)
+    for column in ("id", "scope", "limit", "spent", "left", "used", "resets", "forecast"):
+        table.add_column(column, justify="left" if column == "scope" else "right")
+
+    def usd(amount: Decimal) -> str:
+        return f"{round_for_display(amount, 2):,}"
+
     for budget in found:
+        members = {a.id: a.user for a in budget.allocations}
         for line in budget.status:
-            who = (
-                budget.scope
-                if line.allocation_id is None
-                else f"{budget.scope} / {line.label.split('of user')[-1].strip()}"
-            )
-            used = f"{line.percent_used:.1f}%"
-            style = (
-                "red" if line.percent_used >= 100 else "yellow" if line.percent_used >= 75 else None
-            )
+            who = budget.scope
+            if line.allocation_id is not None:
+                who += " / " + members.get(line.allocation_id, str(line.allocation_id))
+            used = f"{line.percent_used:.0f}%"
+            if line.percent_used >= 100:
+                used = f"[red]{used}[/]"
+            elif line.percent_used >= 75:
+                used = f"[yellow]{used}[/]"
+            per = "day" if line.period == "daily" else "mo"
             table.add_row(
-                str(budget.id),
+                f"{budget.id}{'!' if budget.action == 'block' else ''}",
                 who,
-                line.period,
-                budget.action,
-                str(line.limit),
-                str(round(line.spent, 4)),
-                str(round(line.reserved, 4)),
-                str(round(line.remaining, 4)),
-                f"[{style}]{used}[/]" if style else used,
-                line.period_end.strftime("%Y-%m-%d %H:%M"),
-                str(round(line.forecast_spend, 2)),
+                f"{usd(line.limit)}/{per}",
+                usd(line.spent + line.reserved),  # held amounts count as spent until settled
+                usd(line.remaining),
+                used,
+                line.period_end.strftime("%b %d %H:%M"),
+                usd(line.forecast_spend),
             )
     console.print(table)
 
