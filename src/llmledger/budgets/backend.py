@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TypeVar
 
 import redis
+import redis.asyncio
 from sqlalchemy.orm import Session
 
 from llmledger.budgets.counters import CounterStore, Held, ReserveResult, SpendChange, States
@@ -80,6 +81,18 @@ class RedisWithFallback:
             lambda: self.sql.reserve(session, org_id, lines, amount, expires_at),
         )
 
+    async def reserve_async(
+        self, org_id: int, lines: Sequence[Line], amount: int, expires_at: datetime
+    ) -> ReserveResult | None:
+        """The event-loop hold; None (use the thread path) if Redis fails or lacks a counter,
+        so failing closed or falling back stays in one place."""
+        if self._stale:
+            return None
+        try:
+            return await self.primary.reserve_async(org_id, lines, amount, expires_at)
+        except redis.RedisError:
+            return None
+
     def settle(self, session: Session, held: Held, actual: int) -> list[SpendChange]:
         if held.backend == "sql":
             return self.sql.settle(session, held, actual)
@@ -147,5 +160,8 @@ def make_store(settings: Settings) -> CounterStore:
     client = redis.Redis.from_url(
         settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
     )
-    primary = RedisCounterStore(client, settings.redis_prefix, sql)
+    aclient = redis.asyncio.Redis.from_url(
+        settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
+    )
+    primary = RedisCounterStore(client, settings.redis_prefix, sql, aclient)
     return RedisWithFallback(primary, sql, settings.redis_unavailable == "fail_closed")

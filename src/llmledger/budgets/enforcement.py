@@ -18,7 +18,14 @@ from typing import Literal
 from sqlalchemy.orm import Session
 
 from llmledger.alerts.service import alerts_for_spend
-from llmledger.budgets.counters import CounterStore, Held, LineState, SpendChange, States
+from llmledger.budgets.counters import (
+    CounterStore,
+    Held,
+    LineState,
+    ReserveResult,
+    SpendChange,
+    States,
+)
 from llmledger.budgets.lines import Attribution, BudgetRules, Line
 from llmledger.budgets.sql_counters import ensure_counters
 from llmledger.core.budget_math import Forecast, forecast, percent_used
@@ -138,6 +145,26 @@ class Enforcer:
             return decision
         org_id = call.who.organization_id
         result = self.store.reserve(session, org_id, lines, call.amount, call.at + self.ttl)
+        return self._after_hold(decision, lines, result, call)
+
+    async def reserve_fast(self, call: Call) -> Decision | None:
+        """`reserve` on the event loop, for stores that can hold without the database
+        (Redis); None when this store cannot, and the caller takes the thread path."""
+        hold = getattr(self.store, "reserve_async", None)
+        if hold is None:
+            return None
+        decision, lines = self._begin(call)
+        if decision.blocked:
+            return decision
+        org_id = call.who.organization_id
+        result = await hold(org_id, lines, call.amount, call.at + self.ttl)
+        if result is None:
+            return None
+        return self._after_hold(decision, lines, result, call)
+
+    def _after_hold(
+        self, decision: Decision, lines: list[Line], result: ReserveResult, call: Call
+    ) -> Decision:
         states: States = result.states
         held = result.held is not None
         reports = [

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
+import redis.asyncio
 from sqlalchemy.orm import Session
 
 from llmledger.budgets.counters import Held, LineState, ReserveResult, SpendChange, States
@@ -150,8 +151,16 @@ class _HoldRequest:
 class RedisCounterStore:
     name = "redis"
 
-    def __init__(self, client: redis.Redis, prefix: str, sql: SqlCounterStore) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        sql: SqlCounterStore,
+        aclient: redis.asyncio.Redis | None = None,
+    ) -> None:
         self.client = client
+        self.aclient = aclient
+        self._areserve = aclient.register_script(_RESERVE) if aclient is not None else None
         self.prefix = prefix
         self.sql = sql
         self._reserve = client.register_script(_RESERVE)
@@ -187,6 +196,18 @@ class RedisCounterStore:
             pipe.expireat(key, line.period.end + GRACE)
         pipe.execute()
 
+    def _hold_request(
+        self, org_id: int, ordered: Sequence[Line], amount: int, expires_at: datetime, hold_id: str
+    ) -> _HoldRequest:
+        keys = [self.counter_key(line) for line in ordered]
+        args: list[str | int | float] = [len(ordered), amount]
+        for line in ordered:
+            args += [line.limit_nanos, "1" if line.hard else "0"]
+        payload = json.dumps({"lines": [line_to_json(line) for line in ordered], "org": org_id})
+        # The hold remembers its counter keys so expiry needs nothing but Redis.
+        args += [expires_at.timestamp(), hold_id, payload, json.dumps(keys)]
+        return _HoldRequest([*keys, self._hold_key(hold_id)], args, len(ordered))
+
     def reserve(
         self,
         session: Session,
@@ -197,14 +218,7 @@ class RedisCounterStore:
     ) -> ReserveResult:
         ordered = sorted(lines, key=lambda line: line.key)
         hold_id = str(uuid.uuid4())
-        keys = [self.counter_key(line) for line in ordered]
-        args: list[str | int | float] = [len(ordered), amount]
-        for line in ordered:
-            args += [line.limit_nanos, "1" if line.hard else "0"]
-        payload = json.dumps({"lines": [line_to_json(line) for line in ordered], "org": org_id})
-        # The hold remembers its counter keys so expiry needs nothing but Redis.
-        args += [expires_at.timestamp(), hold_id, payload, json.dumps(keys)]
-        request = _HoldRequest([*keys, self._hold_key(hold_id)], args, len(ordered))
+        request = self._hold_request(org_id, ordered, amount, expires_at, hold_id)
         for _ in range(3):
             status, line_number, values = self._holds.submit(request)
             if status != MISSING:
@@ -213,6 +227,40 @@ class RedisCounterStore:
         if status == 0:
             refused = ordered[line_number - 1]
             return ReserveResult(None, refused, self.read(session, ordered))
+        return self._held(org_id, ordered, amount, expires_at, hold_id, values)
+
+    async def reserve_async(
+        self, org_id: int, lines: Sequence[Line], amount: int, expires_at: datetime
+    ) -> ReserveResult | None:
+        """`reserve` over the asyncio client, for the gateway's event loop. None when a counter
+        is not in Redis yet: building it needs the database, which the thread path has."""
+        if self.aclient is None or self._areserve is None:
+            return None
+        ordered = sorted(lines, key=lambda line: line.key)
+        hold_id = str(uuid.uuid4())
+        request = self._hold_request(org_id, ordered, amount, expires_at, hold_id)
+        out = await self._areserve(keys=[*request.keys, self._due_key], args=[1, *request.args])
+        status, line_number = int(out[0]), int(out[1])
+        if status == MISSING:
+            return None
+        if status == 0:
+            states = {}
+            for line in ordered:
+                spent, reserved = await self.aclient.hmget(self.counter_key(line), "s", "r")
+                states[line.key] = LineState(int(spent or 0), int(reserved or 0))
+            return ReserveResult(None, ordered[line_number - 1], states)
+        values = [int(v) for v in out[2 : 2 + 2 * len(ordered)]]
+        return self._held(org_id, ordered, amount, expires_at, hold_id, values)
+
+    def _held(
+        self,
+        org_id: int,
+        ordered: Sequence[Line],
+        amount: int,
+        expires_at: datetime,
+        hold_id: str,
+        values: list[int],
+    ) -> ReserveResult:
         states = {
             line.key: LineState(values[2 * i], values[2 * i + 1]) for i, line in enumerate(ordered)
         }

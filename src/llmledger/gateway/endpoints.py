@@ -94,10 +94,12 @@ async def _admit(
     who: flow.Attribution,
 ) -> flow.Admitted | JSONResponse:
     gateway: flow.Gateway = request.app.state.gateway
+    secret = _secret(request)
     try:
-        return await run_in_threadpool(
-            gateway.admit, _secret(request), provider, model, tokens, max_out, who
-        )
+        fast = await gateway.admit_fast(secret, provider, model, tokens, max_out, who)
+        if fast is not None:
+            return fast
+        return await run_in_threadpool(gateway.admit, secret, provider, model, tokens, max_out, who)
     except flow.Refused as refused:
         return JSONResponse(shape(refused.message, refused.code), status_code=refused.status)
     except ApiError as exc:

@@ -90,6 +90,8 @@ class Gateway:
             30
         )
         self.recorder = Recorder(sessions, book, enforcer)
+        # How admissions went, for tests and operators: on the event loop, or in a thread.
+        self.admissions = {"fast": 0, "thread": 0}
 
     def close(self) -> None:
         self.recorder.close()
@@ -104,6 +106,7 @@ class Gateway:
         who: Attribution,
     ) -> Admitted:
         """Authenticate, price the worst case, check every budget and hold it; commit the hold."""
+        self.admissions["thread"] += 1
         with unit_of_work(self.sessions) as session:
             key = hashlib.sha256(secret.encode()).hexdigest()
             principal = self._principals.get(
@@ -162,6 +165,51 @@ class Gateway:
                 quote,
                 decision.held,
             )
+
+    async def admit_fast(
+        self,
+        secret: str,
+        provider: str,
+        model: str,
+        input_tokens: int,
+        max_output_tokens: int,
+        who: Attribution,
+    ) -> Admitted | None:
+        """`admit` on the event loop, with no thread hop and no database: when everything it
+        needs is cached and the budget store can hold by itself (Redis). None otherwise, and
+        the caller takes `admit`, which also fills the caches."""
+        principal = self._principals.peek(hashlib.sha256(secret.encode()).hexdigest())
+        if principal is None:
+            return None
+        org_id = principal.organization_id
+        upstream = self._upstreams.peek((org_id, provider))
+        prices = self._prices.peek(org_id)
+        owner = self._who.peek((org_id, principal.api_key_id, who.user, who.team, who.department))
+        rules = self._rules.peek((org_id, rules_version(org_id)))
+        if upstream is None or prices is None or owner is None or rules is None:
+            return None
+        now = datetime.now(UTC)
+        quote = Pricer(self.book, prices).quote(model, provider, now)
+        if quote is None:
+            return None  # unpriced: the thread path decides
+        cost = compute_cost(TokenUsage(input_tokens, max_output_tokens), quote.sheet)
+        call = Call(
+            rules,
+            owner,
+            principal.time_zone,
+            to_nanos(cost.total, round_up=True),
+            input_tokens + max_output_tokens,
+            now,
+        )
+        decision = await self.enforcer.reserve_fast(call)
+        if decision is None:
+            return None
+        self.admissions["fast"] += 1
+        if decision.blocked:
+            raise Refused(429, "; ".join(decision.reasons) or "budget exceeded", "budget_exceeded")
+        return Admitted(
+            principal, provider, model, input_tokens, upstream, decision, who, quote, decision.held
+        )
 
     def finish(
         self, admitted: Admitted, usage: TokenUsage, latency_ms: int, status: str = "success"

@@ -32,6 +32,13 @@ class TtlCache(Generic[K, V]):
                 self._entries[key] = (now + self.seconds, value)
         return value
 
+    def peek(self, key: K) -> V | None:
+        """The cached value if it is there and fresh, else None (nothing is loaded)."""
+        found = self._entries.get(key)
+        if found is not None and found[0] > time.monotonic():
+            return found[1]
+        return None
+
     def forget(self, key: K) -> None:
         with self._lock:
             self._entries.pop(key, None)
