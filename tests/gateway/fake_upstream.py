@@ -102,6 +102,64 @@ async def chat(request: Request) -> Response:
     return StreamingResponse(chunks(), media_type="text/event-stream")
 
 
+RESPONSES_USAGE = {
+    "input_tokens": 900,
+    "input_tokens_details": {"cached_tokens": 800},
+    "output_tokens": 250,
+    "output_tokens_details": {"reasoning_tokens": 50},
+    "total_tokens": 1150,
+}
+
+
+@app.post("/v1/responses")
+async def responses(request: Request) -> Response:
+    if request.headers.get("authorization") != f"Bearer {UPSTREAM_KEY}":
+        return JSONResponse({"error": {"message": "bad key", "type": "invalid_request_error"}}, 401)
+    body = await request.json()
+    seen.append(body)
+    text = "".join(WORDS)
+    item = {
+        "type": "message",
+        "id": "msg_1",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
+    response = {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 0,
+        "status": "completed",
+        "model": body["model"],
+        "output": [item],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": RESPONSES_USAGE,
+    }
+    if not body.get("stream"):
+        return JSONResponse(response)
+
+    async def events() -> AsyncIterator[bytes]:
+        started = {**response, "status": "in_progress", "output": [], "usage": None}
+        yield _sse({"type": "response.created", "sequence_number": 0, "response": started})
+        for i, word in enumerate(WORDS):
+            delta = {
+                "type": "response.output_text.delta",
+                "sequence_number": i + 1,
+                "item_id": "msg_1",
+                "output_index": 0,
+                "content_index": 0,
+                "delta": word,
+                "logprobs": [],
+            }
+            yield _sse(delta)
+            await asyncio.sleep(0)
+        yield _sse({"type": "response.completed", "sequence_number": 99, "response": response})
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
 @app.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
     if request.headers.get("authorization") != f"Bearer {UPSTREAM_KEY}":

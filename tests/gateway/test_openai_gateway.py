@@ -144,3 +144,26 @@ def test_embeddings_are_recorded_as_input_only(gateway: Gateway, caller: Tenant)
     [event] = ledger(gateway, caller)
     assert event["input_tokens"] == 42 and event["output_tokens"] == 0
     assert Decimal(event["cost"]["total"]) > 0
+
+
+def test_responses_api_is_recorded_with_cached_and_reasoning_tokens(
+    gateway: Gateway, caller: Tenant
+) -> None:
+    response = sdk(gateway, caller).responses.create(
+        model="gpt-4o", instructions="Be brief.", input="Say something about budgets."
+    )
+    assert response.output_text.startswith("Budgets hold")
+    [event] = ledger(gateway, caller)
+    assert event["input_tokens"] == 900 and event["cached_input_tokens"] == 800
+    assert event["output_tokens"] == 250 and event["reasoning_tokens"] == 50
+    assert Decimal(event["cost"]["total"]) > 0
+
+
+def test_responses_stream_is_relayed_and_recorded(gateway: Gateway, caller: Tenant) -> None:
+    stream = sdk(gateway, caller).responses.create(
+        model="gpt-4o-mini", input=[{"role": "user", "content": "Hi"}], stream=True
+    )
+    text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+    assert text == "Budgets hold under concurrency, and alerts fire once."
+    [event] = ledger(gateway, caller)
+    assert event["output_tokens"] == 250 and Decimal(event["cost"]["total"]) > 0

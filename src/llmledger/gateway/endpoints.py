@@ -143,6 +143,7 @@ async def _proxy(
     stream: bool,
     usage_of: Callable[[dict[str, Any]], TokenUsage | None],
     hide_usage_chunk: bool = False,
+    wire: str | None = None,
 ) -> Response:
     client: httpx.AsyncClient = request.app.state.upstream
     started = time.perf_counter()
@@ -163,7 +164,7 @@ async def _proxy(
         content = await upstream.aread()
         await upstream.aclose()
         data = _json(content)
-        usage = usage_of(data) or _counted(admitted, _reply_text(admitted.provider, data))
+        usage = usage_of(data) or _counted(admitted, _reply_text(data))
         cost = _finish(request, admitted, usage, started)
         return Response(
             content,
@@ -172,7 +173,7 @@ async def _proxy(
             headers=_cost_headers(admitted, cost),
         )
     return StreamingResponse(
-        _relay(request, admitted, upstream, started, hide_usage_chunk),
+        _relay(request, admitted, upstream, started, hide_usage_chunk, wire or admitted.provider),
         status_code=upstream.status_code,
         media_type="text/event-stream",
         headers=_cost_headers(admitted, None),
@@ -185,8 +186,9 @@ async def _relay(
     upstream: httpx.Response,
     started: float,
     hide_usage_chunk: bool,
+    wire: str,
 ) -> AsyncIterator[bytes]:
-    tally = StreamTally(admitted.provider)
+    tally = StreamTally(wire)
     completed = False
     try:
         async for line in upstream.aiter_lines():
@@ -219,12 +221,18 @@ def _json(content: bytes) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _reply_text(provider: str, data: dict[str, Any]) -> str:
-    if provider == "openai":
-        return "".join(
-            (c.get("message") or {}).get("content") or "" for c in data.get("choices") or []
-        )
-    return "".join(b.get("text", "") for b in data.get("content") or [] if isinstance(b, dict))
+def _reply_text(data: dict[str, Any]) -> str:
+    """The text of a reply in any of the three wire formats."""
+    chat = "".join((c.get("message") or {}).get("content") or "" for c in data.get("choices") or [])
+    anthropic = "".join(b.get("text", "") for b in data.get("content") or [] if isinstance(b, dict))
+    responses = "".join(
+        part.get("text", "")
+        for item in data.get("output") or []
+        if isinstance(item, dict)
+        for part in item.get("content") or []
+        if isinstance(part, dict) and part.get("type") == "output_text"
+    )
+    return chat + anthropic + responses
 
 
 def _counted(admitted: flow.Admitted, delivered: str) -> TokenUsage:
@@ -306,6 +314,59 @@ async def embeddings(request: Request) -> Response:
         False,
         lambda d: openai_usage(d.get("usage")),
     )
+
+
+@router.post("/v1/responses")
+async def responses(request: Request) -> Response:
+    """OpenAI Responses, streamed or not, estimated, enforced and recorded."""
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        return JSONResponse(
+            _openai_shape("'model' is required", "invalid_request"), status_code=400
+        )
+    if not isinstance(body.get("input"), (str, list)):
+        return JSONResponse(
+            _openai_shape("'input' is required", "invalid_request"), status_code=400
+        )
+    model = body["model"]
+    tokens = count_messages(_responses_messages(body), model).tokens
+    settings = request.app.state.settings
+    max_out = int(body.get("max_output_tokens") or settings.default_max_output_tokens)
+    user = body.get("user") if isinstance(body.get("user"), str) else None
+    admitted = await _admit(
+        request, _openai_shape, "openai", model, tokens, max_out, _who(request, user)
+    )
+    if isinstance(admitted, JSONResponse):
+        return admitted
+    headers = {"Authorization": f"Bearer {admitted.upstream.api_key}"}
+    return await _proxy(
+        request,
+        _openai_shape,
+        admitted,
+        f"{admitted.upstream.base_url}/responses",
+        headers,
+        body,
+        bool(body.get("stream")),
+        lambda d: openai_usage(d.get("usage")),
+        wire="responses",
+    )
+
+
+def _responses_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Responses API input as chat messages, for counting."""
+    raw = body["input"]
+    messages: list[dict[str, Any]] = []
+    if isinstance(body.get("instructions"), str):
+        messages.append({"role": "system", "content": body["instructions"]})
+    if isinstance(raw, str):
+        return [*messages, {"role": "user", "content": raw}]
+    for item in raw:
+        if isinstance(item, dict) and isinstance(item.get("content"), (str, list)):
+            messages.append({"role": str(item.get("role", "user")), "content": item["content"]})
+    return messages
 
 
 def _embedding_input_tokens(raw: Any, model: str) -> int | None:

@@ -13,7 +13,7 @@ from llmledger.gateway.wire import anthropic_usage, openai_usage
 
 @dataclass
 class StreamTally:
-    provider: str
+    wire: str  # "openai" (chat completions), "responses" (OpenAI Responses) or "anthropic"
     text: list[str] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
     reported: bool = False
@@ -31,8 +31,10 @@ class StreamTally:
             return None
         if not isinstance(data, dict):
             return None
-        if self.provider == "openai":
+        if self.wire == "openai":
             self._openai(data)
+        elif self.wire == "responses":
+            self._responses(data)
         else:
             self._anthropic(data)
         return data
@@ -45,6 +47,14 @@ class StreamTally:
         if data.get("usage"):
             self.usage = data["usage"]
             self.reported = True
+
+    def _responses(self, data: dict[str, Any]) -> None:
+        kind = data.get("type")
+        if kind == "response.output_text.delta" and isinstance(data.get("delta"), str):
+            self.text.append(data["delta"])
+        elif kind in ("response.completed", "response.incomplete"):
+            self.usage = (data.get("response") or {}).get("usage") or {}
+            self.reported = bool(self.usage)
 
     def _anthropic(self, data: dict[str, Any]) -> None:
         kind = data.get("type")
@@ -61,6 +71,4 @@ class StreamTally:
     def provider_usage(self) -> TokenUsage | None:
         if not self.reported:
             return None
-        return (
-            openai_usage(self.usage) if self.provider == "openai" else anthropic_usage(self.usage)
-        )
+        return anthropic_usage(self.usage) if self.wire == "anthropic" else openai_usage(self.usage)
