@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -44,6 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.enforcer = Enforcer(store, timedelta(seconds=settings.reservation_ttl_seconds))
         app.state.gateway = Gateway(sessions, app.state.price_book, app.state.enforcer, settings)
+        # The recorder and request threads share the interpreter lock; Python's default 5 ms
+        # switch interval would let a recorder batch hold up a waiting request that long.
+        sys.setswitchinterval(0.0005)
         worker = start_in_thread(sessions, store, settings) if settings.worker_in_process else None
         app.state.upstream = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.upstream_timeout_seconds, connect=10.0),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,11 +47,13 @@ class Recorder:
         book: PriceBook,
         enforcer: Enforcer,
         max_batch: int = 500,
+        linger_seconds: float = 0.01,
     ) -> None:
         self._sessions = sessions
         self._book = book
         self._enforcer = enforcer
         self._max_batch = max_batch
+        self._linger = linger_seconds
         self._queue: queue.Queue[Finished | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="llmledger-recorder", daemon=True)
         self._thread.start()
@@ -73,9 +76,12 @@ class Recorder:
                 self._queue.task_done()
                 return
             batch = [first]
+            # Linger briefly so calls finishing together share one transaction: fewer,
+            # larger batches cost less interpreter time, which requests are waiting for.
+            deadline = time.monotonic() + self._linger
             while len(batch) < self._max_batch:
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
                 except queue.Empty:
                     break
                 if item is None:
