@@ -47,7 +47,7 @@ class Recorder:
         book: PriceBook,
         enforcer: Enforcer,
         max_batch: int = 500,
-        linger_seconds: float = 0.01,
+        linger_seconds: float = 0.05,
     ) -> None:
         self._sessions = sessions
         self._book = book
