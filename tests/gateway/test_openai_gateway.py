@@ -21,10 +21,18 @@ def sdk(gateway: Gateway, caller: Tenant, **headers: str) -> openai.OpenAI:
     )
 
 
-def ledger(gateway: Gateway, caller: Tenant) -> list[dict[str, object]]:
-    gateway.flush()
-    r = httpx.get(f"{gateway.url}/api/v1/usage", headers=caller.headers)
-    return r.json()["events"]
+def ledger(gateway: Gateway, caller: Tenant, expect: int = 0) -> list[dict[str, object]]:
+    """The caller's recorded events, waiting for `expect` of them: a stream is handed to the
+    recorder only after its last chunk has gone out, a moment after the client saw it."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        gateway.flush()
+        events = httpx.get(f"{gateway.url}/api/v1/usage", headers=caller.headers).json()["events"]
+        if len(events) >= expect or time.monotonic() > deadline:
+            return events
+        time.sleep(0.02)
 
 
 def test_completion_passes_through_and_is_recorded_with_its_cost(
@@ -39,7 +47,7 @@ def test_completion_passes_through_and_is_recorded_with_its_cost(
     completion = raw.parse()
     assert completion.choices[0].message.content.startswith("Budgets hold")
     assert Decimal(raw.headers["x-llmledger-cost"]) > 0
-    [event] = ledger(gateway, caller)
+    [event] = ledger(gateway, caller, expect=1)
     assert (
         event["source"] == "gateway"
         and event["provider"] == "openai"
@@ -61,7 +69,7 @@ def test_stream_is_relayed_and_recorded_from_the_usage_the_provider_sends(
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Budgets hold under concurrency, and alerts fire once."
     assert all(c.usage is None for c in chunks)  # not asked for: the usage chunk is hidden
-    [event] = ledger(gateway, caller)
+    [event] = ledger(gateway, caller, expect=1)
     assert event["output_tokens"] == OPENAI_USAGE["completion_tokens"]
     assert Decimal(event["cost"]["total"]) > 0  # a streamed call is never $0
 
@@ -125,15 +133,9 @@ def test_models_lists_the_configured_providers_models(gateway: Gateway, caller: 
 
 
 def _wait_for_events(gateway: Gateway, caller: Tenant, n: int) -> list[dict[str, object]]:
-    import time
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        events = ledger(gateway, caller)
-        if len(events) >= n:
-            return events
-        time.sleep(0.05)
-    raise AssertionError("the call was not recorded")
+    events = ledger(gateway, caller, expect=n)
+    assert len(events) >= n, "the call was not recorded"
+    return events
 
 
 def test_embeddings_are_recorded_as_input_only(gateway: Gateway, caller: Tenant) -> None:
@@ -141,7 +143,7 @@ def test_embeddings_are_recorded_as_input_only(gateway: Gateway, caller: Tenant)
         model="text-embedding-3-small", input=["budgets", "alerts"]
     )
     assert len(result.data) == 2
-    [event] = ledger(gateway, caller)
+    [event] = ledger(gateway, caller, expect=1)
     assert event["input_tokens"] == 42 and event["output_tokens"] == 0
     assert Decimal(event["cost"]["total"]) > 0
 
@@ -153,7 +155,7 @@ def test_responses_api_is_recorded_with_cached_and_reasoning_tokens(
         model="gpt-4o", instructions="Be brief.", input="Say something about budgets."
     )
     assert response.output_text.startswith("Budgets hold")
-    [event] = ledger(gateway, caller)
+    [event] = ledger(gateway, caller, expect=1)
     assert event["input_tokens"] == 900 and event["cached_input_tokens"] == 800
     assert event["output_tokens"] == 250 and event["reasoning_tokens"] == 50
     assert Decimal(event["cost"]["total"]) > 0
@@ -165,5 +167,5 @@ def test_responses_stream_is_relayed_and_recorded(gateway: Gateway, caller: Tena
     )
     text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
     assert text == "Budgets hold under concurrency, and alerts fire once."
-    [event] = ledger(gateway, caller)
+    [event] = ledger(gateway, caller, expect=1)
     assert event["output_tokens"] == 250 and Decimal(event["cost"]["total"]) > 0
