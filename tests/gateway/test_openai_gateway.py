@@ -117,14 +117,17 @@ def test_a_hard_budget_blocks_with_the_providers_error_shape(
             model="gpt-4o", messages=MESSAGES, max_tokens=4000
         )
     assert "organization" in str(caught.value) and "resets at" in str(caught.value)
+    assert caught.value.body["type"] == "insufficient_quota"  # type: ignore[index]
     assert caught.value.status_code == 429
     assert ledger(gateway, caller) == []
 
 
 def test_unknown_key_is_refused(gateway: Gateway) -> None:
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="llk_nope", max_retries=0)
-    with pytest.raises(openai.AuthenticationError):
+    with pytest.raises(openai.AuthenticationError) as caught:
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert caught.value.body["type"] == "invalid_request_error"  # type: ignore[index]
+    assert caught.value.code == "invalid_api_key"
 
 
 def test_models_lists_the_configured_providers_models(gateway: Gateway, caller: Tenant) -> None:

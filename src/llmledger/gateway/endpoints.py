@@ -28,7 +28,8 @@ ErrorShape = Callable[[str, str], dict[str, Any]]
 
 
 def _openai_shape(message: str, code: str) -> dict[str, Any]:
-    return openai_error(message, code)
+    kinds = {"budget_exceeded": "insufficient_quota", "upstream_error": "api_error"}
+    return openai_error(message, code, kinds.get(code, "invalid_request_error"))
 
 
 def _anthropic_shape(message: str, code: str) -> dict[str, Any]:
