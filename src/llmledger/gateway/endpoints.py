@@ -73,16 +73,26 @@ def _cost_headers(admitted: flow.Admitted, cost: Decimal | None) -> dict[str, st
     return headers
 
 
-async def _body(request: Request, shape: ErrorShape) -> dict[str, Any] | JSONResponse:
+async def _body(
+    request: Request, shape: ErrorShape, field: str, kinds: tuple[type, ...] = (list,)
+) -> dict[str, Any] | JSONResponse:
+    """The JSON body, with a string `model` and `field` of one of `kinds`; else a 400 in the
+    provider's error shape."""
     try:
         body = await request.json()
     except ValueError:
         return JSONResponse(shape("request body is not JSON", "invalid_request"), status_code=400)
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
         return JSONResponse(shape("'model' is required", "invalid_request"), status_code=400)
-    if not isinstance(body.get("messages"), list):
-        return JSONResponse(shape("'messages' must be a list", "invalid_request"), status_code=400)
+    if not isinstance(body.get(field), kinds):
+        names = " or ".join("a string" if k is str else "a list" for k in kinds)
+        message = f"'{field}' must be {names}"
+        return JSONResponse(shape(message, "invalid_request"), status_code=400)
     return body
+
+
+def _openai_user(body: dict[str, Any]) -> str | None:
+    return body["user"] if isinstance(body.get("user"), str) else None
 
 
 async def _admit(
@@ -244,7 +254,7 @@ def _counted(admitted: flow.Admitted, delivered: str) -> TokenUsage:
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     """OpenAI Chat Completions, streamed or not, estimated, enforced and recorded."""
-    body = await _body(request, _openai_shape)
+    body = await _body(request, _openai_shape, "messages")
     if isinstance(body, JSONResponse):
         return body
     model = body["model"]
@@ -255,7 +265,7 @@ async def chat_completions(request: Request) -> Response:
         or body.get("max_tokens")
         or settings.default_max_output_tokens
     )
-    user = body.get("user") if isinstance(body.get("user"), str) else None
+    user = _openai_user(body)
     admitted = await _admit(
         request, _openai_shape, "openai", model, tokens, max_out, _who(request, user)
     )
@@ -286,21 +296,16 @@ async def chat_completions(request: Request) -> Response:
 @router.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
     """OpenAI Embeddings, estimated, enforced and recorded (input tokens only)."""
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-        return JSONResponse(
-            _openai_shape("'model' is required", "invalid_request"), status_code=400
-        )
+    body = await _body(request, _openai_shape, "input", (str, list))
+    if isinstance(body, JSONResponse):
+        return body
     model = body["model"]
-    tokens = _embedding_input_tokens(body.get("input"), model)
+    tokens = _embedding_input_tokens(body["input"], model)
     if tokens is None:
         return JSONResponse(
-            _openai_shape("'input' is required", "invalid_request"), status_code=400
+            _openai_shape("'input' must not be empty", "invalid_request"), status_code=400
         )
-    user = body.get("user") if isinstance(body.get("user"), str) else None
+    user = _openai_user(body)
     admitted = await _admit(request, _openai_shape, "openai", model, tokens, 0, _who(request, user))
     if isinstance(admitted, JSONResponse):
         return admitted
@@ -320,23 +325,14 @@ async def embeddings(request: Request) -> Response:
 @router.post("/v1/responses")
 async def responses(request: Request) -> Response:
     """OpenAI Responses, streamed or not, estimated, enforced and recorded."""
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-        return JSONResponse(
-            _openai_shape("'model' is required", "invalid_request"), status_code=400
-        )
-    if not isinstance(body.get("input"), (str, list)):
-        return JSONResponse(
-            _openai_shape("'input' is required", "invalid_request"), status_code=400
-        )
+    body = await _body(request, _openai_shape, "input", (str, list))
+    if isinstance(body, JSONResponse):
+        return body
     model = body["model"]
     tokens = count_messages(_responses_messages(body), model).tokens
     settings = request.app.state.settings
     max_out = int(body.get("max_output_tokens") or settings.default_max_output_tokens)
-    user = body.get("user") if isinstance(body.get("user"), str) else None
+    user = _openai_user(body)
     admitted = await _admit(
         request, _openai_shape, "openai", model, tokens, max_out, _who(request, user)
     )
@@ -396,7 +392,7 @@ def _anthropic_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
 @router.post("/v1/messages")
 async def messages(request: Request) -> Response:
     """Anthropic Messages, streamed or not, estimated, enforced and recorded."""
-    body = await _body(request, _anthropic_shape)
+    body = await _body(request, _anthropic_shape, "messages")
     if isinstance(body, JSONResponse):
         return body
     model = body["model"]
