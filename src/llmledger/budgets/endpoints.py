@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from llmledger.budgets import service
+from llmledger.budgets.counters import Held
 from llmledger.budgets.checks import run_check
 from llmledger.budgets.schemas import (
     AllocationIn,
@@ -147,6 +148,15 @@ def reserve(
     return run_check(session, enforcer, pricer, settings, principal, body, hold=True)
 
 
+def _held(
+    session: SessionDep, enforcer: EnforcerDep, principal: PrincipalDep, hold_id: str
+) -> Held:
+    held = enforcer.store.held(session, hold_id)
+    if held is None or held.organization_id != principal.organization_id:
+        raise NotFound(f"no reservation {hold_id}")
+    return held
+
+
 @router.post("/reservations/{reservation_id}/settle", response_model=RecordedBatch)
 def settle(
     reservation_id: str,
@@ -157,9 +167,7 @@ def settle(
     book: PriceBookDep,
 ) -> RecordedBatch:
     """Record the call's actual usage and charge it in place of the hold."""
-    held = enforcer.store.held(session, reservation_id)
-    if held is None or held.organization_id != principal.organization_id:
-        raise NotFound(f"no reservation {reservation_id}")
+    held = _held(session, enforcer, principal, reservation_id)
     pricer = pricer_for(session, book, principal.organization_id)
     recorded = record_usage(session, pricer, principal, [body])
     event = recorded.events[0]
@@ -173,8 +181,6 @@ def release(
     reservation_id: str, session: SessionDep, principal: PrincipalDep, enforcer: EnforcerDep
 ) -> Response:
     """Give a hold back (the call failed or was not made)."""
-    held = enforcer.store.held(session, reservation_id)
-    if held is None or held.organization_id != principal.organization_id:
-        raise NotFound(f"no reservation {reservation_id}")
+    held = _held(session, enforcer, principal, reservation_id)
     enforcer.release(session, held)
     return Response(status_code=204)
