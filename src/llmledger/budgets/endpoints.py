@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from llmledger.budgets import service
-from llmledger.budgets.counters import Held
 from llmledger.budgets.checks import run_check
+from llmledger.budgets.counters import Held
 from llmledger.budgets.schemas import (
     AllocationIn,
     AllocationOut,
