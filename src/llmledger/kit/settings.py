@@ -19,8 +19,6 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     secret_key: str = DEV_SECRET
-    # Batches above this size are refused so one request cannot hold a transaction for long.
-    max_batch_size: int = 1000
 
     # Budget counters: "sql" (the database; correct under concurrency on PostgreSQL and
     # SQLite) or "redis" (many processes, high rates).
