@@ -36,17 +36,19 @@ class Forecast:
 
 
 def forecast(spent: int, limit: int | None, period: Period, now: datetime) -> Forecast:
-    fraction = period.elapsed_fraction(now)
-    if fraction <= 0 or spent <= 0:
+    """Linear projection of spend to the period's end. Integer arithmetic throughout (nanos
+    and microseconds), so no float touches an amount."""
+    elapsed = min(max(now, period.start), period.end) - period.start
+    micro = timedelta(microseconds=1)
+    elapsed_us = elapsed // micro
+    if elapsed_us <= 0 or spent <= 0:
         return Forecast(spent, None, False)
-    projected = int(spent / fraction)
+    projected = spent * ((period.end - period.start) // micro) // elapsed_us
     if limit is None:
         return Forecast(projected, None, False)
     reached_at: datetime | None = None
     if spent >= limit:
         reached_at = now
     elif projected > limit:
-        elapsed = (min(now, period.end) - period.start).total_seconds()
-        seconds_to_limit = elapsed * limit / spent
-        reached_at = period.start + timedelta(seconds=seconds_to_limit)
+        reached_at = period.start + timedelta(microseconds=elapsed_us * limit // spent)
     return Forecast(projected, reached_at, projected > limit)
