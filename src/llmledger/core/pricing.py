@@ -46,10 +46,14 @@ class PriceSheet:
     per_request: Decimal = ZERO
     tiers: tuple[Tier, ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        # Sorted once here, not on every cost computed.
+        object.__setattr__(self, "tiers", tuple(sorted(self.tiers, key=lambda t: t.above)))
+
     def for_prompt_length(self, input_tokens: int) -> PriceSheet:
         """The sheet in force for a prompt of `input_tokens` (highest tier it exceeds)."""
         chosen: Tier | None = None
-        for tier in sorted(self.tiers, key=lambda t: t.above):
+        for tier in self.tiers:
             if input_tokens > tier.above:
                 chosen = tier
         if chosen is None:

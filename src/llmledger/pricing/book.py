@@ -67,14 +67,16 @@ def _key(provider: str, model: str) -> tuple[str, str]:
 @dataclass
 class _History:
     versions: list[PricedVersion] = field(default_factory=list)
+    # Kept beside `versions` so a look-up (once per priced event) builds no list.
+    starts: list[datetime] = field(default_factory=list)
 
     def add(self, version: PricedVersion) -> None:
-        starts = [v.effective_from for v in self.versions]
-        self.versions.insert(bisect.bisect_right(starts, version.effective_from), version)
+        index = bisect.bisect_right(self.starts, version.effective_from)
+        self.versions.insert(index, version)
+        self.starts.insert(index, version.effective_from)
 
     def at(self, moment: datetime) -> PricedVersion | None:
-        starts = [v.effective_from for v in self.versions]
-        index = bisect.bisect_right(starts, moment) - 1
+        index = bisect.bisect_right(self.starts, moment) - 1
         return self.versions[index] if index >= 0 else None
 
 
