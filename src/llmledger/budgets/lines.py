@@ -170,7 +170,7 @@ def _limit_lines(
     time_zone: str,
     ledger: tuple[tuple[str, int], ...],
 ) -> Iterable[Line]:
-    kinds: tuple[tuple[PeriodKind, object], ...] = (
+    kinds: tuple[tuple[PeriodKind, Decimal | None], ...] = (
         ("daily", limits.daily_limit),
         ("monthly", limits.monthly_limit),
     )
@@ -181,7 +181,7 @@ def _limit_lines(
             budget_id,
             allocation_id,
             period_containing(kind, moment, time_zone),
-            to_nanos(limit),  # type: ignore[arg-type]
+            to_nanos(limit),
             hard,
             thresholds,
             f"{label} {kind} budget",
