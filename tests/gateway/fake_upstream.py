@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 UPSTREAM_KEY = "sk-upstream-test"
 WORDS = ["Budgets ", "hold ", "under ", "concurrency, ", "and ", "alerts ", "fire ", "once."]
+TRICKLED_WORDS = ["Coût ", "réel ", "👍 ", "预算"]  # multi-byte characters, for split reads
 OPENAI_USAGE = {
     "prompt_tokens": 1200,
     "completion_tokens": 300,
@@ -28,6 +29,14 @@ ANTHROPIC_USAGE = {
     "cache_read_input_tokens": 1000,
     "cache_creation_input_tokens": 50,
     "output_tokens": 300,
+}
+
+# Headers a provider adds that callers' SDKs read; the gateway passes them on.
+PROVIDER_HEADERS = {
+    "x-request-id": "req_fake_123",
+    "x-ratelimit-remaining-requests": "4999",
+    "openai-processing-ms": "12",
+    "set-cookie": "upstream=1",  # not the caller's business
 }
 
 app = FastAPI()
@@ -57,13 +66,16 @@ async def chat(request: Request) -> Response:
     model = body["model"]
     if _wants(body, "FAIL"):
         return JSONResponse(
-            {"error": {"message": "upstream exploded", "type": "server_error"}}, 500
+            {"error": {"message": "upstream exploded", "type": "server_error"}},
+            500,
+            headers={"x-request-id": "req_failed_456"},
         )
     if _wants(body, "SLOW"):
         await asyncio.sleep(3)
     if not body.get("stream"):
         return JSONResponse(
-            {
+            headers=PROVIDER_HEADERS,
+            content={
                 "id": "chatcmpl-1",
                 "object": "chat.completion",
                 "created": 0,
@@ -76,12 +88,12 @@ async def chat(request: Request) -> Response:
                     }
                 ],
                 "usage": OPENAI_USAGE,
-            }
+            },
         )
     include_usage = (body.get("stream_options") or {}).get("include_usage")
 
     async def chunks() -> AsyncIterator[bytes]:
-        for i, word in enumerate(WORDS):
+        for i, word in enumerate(TRICKLED_WORDS if _wants(body, "TRICKLE") else WORDS):
             if _wants(body, "BREAK") and i == 4:
                 raise Broken("connection lost")
             chunk = {
@@ -99,7 +111,15 @@ async def chat(request: Request) -> Response:
             yield _sse({**done, "choices": [], "usage": OPENAI_USAGE})
         yield b"data: [DONE]\n\n"
 
-    return StreamingResponse(chunks(), media_type="text/event-stream")
+    async def trickled() -> AsyncIterator[bytes]:
+        """The same events in 5-byte pieces: lines and UTF-8 characters split across reads."""
+        async for event in chunks():
+            for start in range(0, len(event), 5):
+                yield event[start : start + 5]
+                await asyncio.sleep(0.0005)
+
+    events = trickled() if _wants(body, "TRICKLE") else chunks()
+    return StreamingResponse(events, media_type="text/event-stream", headers=PROVIDER_HEADERS)
 
 
 RESPONSES_USAGE = {
@@ -227,7 +247,7 @@ async def messages(request: Request) -> Response:
             },
             "content_block_start",
         )
-        for i, word in enumerate(WORDS):
+        for i, word in enumerate(TRICKLED_WORDS if _wants(body, "TRICKLE") else WORDS):
             if _wants(body, "BREAK") and i == 4:
                 raise Broken("connection lost")
             yield _sse(

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import Tenant
 from tests.gateway.conftest import Gateway
-from tests.gateway.fake_upstream import OPENAI_USAGE
+from tests.gateway.fake_upstream import OPENAI_USAGE, TRICKLED_WORDS
 
 MESSAGES = [{"role": "user", "content": "Say something about budgets."}]
 
@@ -59,6 +59,29 @@ def test_completion_passes_through_and_is_recorded_with_its_cost(
     assert Decimal(event["cost"]["total"]) == Decimal(raw.headers["x-llmledger-cost"])
 
 
+def test_provider_headers_reach_the_caller_and_cookies_do_not(
+    gateway: Gateway, caller: Tenant
+) -> None:
+    client = sdk(gateway, caller)
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
+    assert raw.parse()._request_id == "req_fake_123"  # what users quote to OpenAI support
+    assert raw.headers["x-ratelimit-remaining-requests"] == "4999"
+    assert raw.headers["openai-processing-ms"] == "12"
+    assert "set-cookie" not in raw.headers
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=MESSAGES, stream=True
+    ) as streamed:
+        assert streamed.headers["x-request-id"] == "req_fake_123"
+        assert "".join(streamed.iter_text()).endswith("data: [DONE]\n\n")
+    failed = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        json={"model": "gpt-4o", "messages": MESSAGES, "stop": ["FAIL"]},
+        headers=caller.headers,
+    )
+    assert failed.status_code == 500 and failed.headers["x-request-id"] == "req_failed_456"
+    ledger(gateway, caller, expect=2)
+
+
 def test_stream_is_relayed_and_recorded_from_the_usage_the_provider_sends(
     gateway: Gateway, caller: Tenant
 ) -> None:
@@ -72,6 +95,20 @@ def test_stream_is_relayed_and_recorded_from_the_usage_the_provider_sends(
     [event] = ledger(gateway, caller, expect=1)
     assert event["output_tokens"] == OPENAI_USAGE["completion_tokens"]
     assert Decimal(event["cost"]["total"]) > 0  # a streamed call is never $0
+
+
+def test_stream_read_in_pieces_is_relayed_whole(gateway: Gateway, caller: Tenant) -> None:
+    """Upstream reads end mid-line and mid-character; events still reach the caller whole and
+    the usage chunk the caller did not ask for is still hidden."""
+    stream = sdk(gateway, caller).chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, stop=["TRICKLE"]
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "".join(TRICKLED_WORDS)
+    assert all(c.usage is None for c in chunks)
+    [event] = ledger(gateway, caller, expect=1)
+    assert event["output_tokens"] == OPENAI_USAGE["completion_tokens"]
 
 
 def test_stream_with_usage_requested_shows_it(gateway: Gateway, caller: Tenant) -> None:

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import httpx
+import aiohttp
+import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -79,8 +80,8 @@ async def _body(
     """The JSON body, with a string `model` and `field` of one of `kinds`; else a 400 in the
     provider's error shape."""
     try:
-        body = await request.json()
-    except ValueError:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
         return JSONResponse(shape("request body is not JSON", "invalid_request"), status_code=400)
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
         return JSONResponse(shape("'model' is required", "invalid_request"), status_code=400)
@@ -136,12 +137,26 @@ async def _release(request: Request, admitted: flow.Admitted) -> None:
     await asyncio.shield(asyncio.ensure_future(run_in_threadpool(gateway.release, admitted)))
 
 
-def _upstream_failed(shape: ErrorShape, exc: httpx.HTTPError) -> JSONResponse:
-    status = 504 if isinstance(exc, httpx.TimeoutException) else 502
+def _upstream_failed(shape: ErrorShape, exc: Exception) -> JSONResponse:
+    status = 504 if isinstance(exc, TimeoutError) else 502
     return JSONResponse(
         shape(f"upstream unreachable: {exc.__class__.__name__}", "upstream_error"),
         status_code=status,
     )
+
+
+# Upstream response headers a caller's SDK reads (request ids, rate limits); hop-by-hop and
+# body headers are ours to set.
+_PASSED_HEADERS = ("x-request-id", "request-id", "retry-after")
+_PASSED_PREFIXES = ("openai-", "anthropic-", "x-ratelimit-")
+
+
+def _passed_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
+    return {
+        name.lower(): value
+        for name, value in upstream.headers.items()
+        if name.lower() in _PASSED_HEADERS or name.lower().startswith(_PASSED_PREFIXES)
+    }
 
 
 async def _proxy(
@@ -150,84 +165,92 @@ async def _proxy(
     admitted: flow.Admitted,
     url: str,
     headers: dict[str, str],
-    body: dict[str, Any],
+    body: bytes,
     stream: bool,
     usage_of: Callable[[dict[str, Any]], TokenUsage | None],
     hide_usage_chunk: bool = False,
     wire: str | None = None,
 ) -> Response:
-    client: httpx.AsyncClient = request.app.state.upstream
+    client: aiohttp.ClientSession = request.app.state.upstream
     started = time.perf_counter()
+    headers["content-type"] = "application/json"
     try:
-        upstream = await client.send(
-            client.build_request("POST", url, json=body, headers=headers), stream=True
-        )
-    except httpx.HTTPError as exc:
+        upstream = await client.post(url, data=body, headers=headers)
+    except (aiohttp.ClientError, TimeoutError) as exc:
         await _release(request, admitted)
         return _upstream_failed(shape, exc)
-    if upstream.status_code >= 400:
-        content = await upstream.aread()
-        await upstream.aclose()
-        await _release(request, admitted)  # nothing is charged for a failed call
-        media = upstream.headers.get("content-type", "application/json")
-        return Response(content, status_code=upstream.status_code, media_type=media)
-    if not stream:
-        content = await upstream.aread()
-        await upstream.aclose()
+    passed = _passed_headers(upstream)
+    if upstream.status >= 400 or not stream:
+        try:
+            content = await upstream.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            await _release(request, admitted)
+            return _upstream_failed(shape, exc)
+        finally:
+            upstream.release()
+        if upstream.status >= 400:
+            await _release(request, admitted)  # nothing is charged for a failed call
+            media = upstream.headers.get("content-type", "application/json")
+            return Response(content, upstream.status, passed, media)
         data = _json(content)
         usage = usage_of(data) or _counted(admitted, _reply_text(data))
         cost = _finish(request, admitted, usage, started)
-        return Response(
-            content,
-            status_code=upstream.status_code,
-            media_type="application/json",
-            headers=_cost_headers(admitted, cost),
-        )
+        passed.update(_cost_headers(admitted, cost))
+        return Response(content, upstream.status, passed, "application/json")
+    passed.update(_cost_headers(admitted, None))
     return StreamingResponse(
         _relay(request, admitted, upstream, started, hide_usage_chunk, wire or admitted.provider),
-        status_code=upstream.status_code,
+        status_code=upstream.status,
         media_type="text/event-stream",
-        headers=_cost_headers(admitted, None),
+        headers=passed,
     )
 
 
 async def _relay(
     request: Request,
     admitted: flow.Admitted,
-    upstream: httpx.Response,
+    upstream: aiohttp.ClientResponse,
     started: float,
     hide_usage_chunk: bool,
     wire: str,
 ) -> AsyncIterator[bytes]:
+    """Pass the upstream's events on as they arrive, reading each complete line on the way."""
     tally = StreamTally(wire)
     completed = False
+    partial = b""
     try:
-        async for line in upstream.aiter_lines():
-            data = tally.read_line(line)
-            if (
-                hide_usage_chunk
-                and data is not None
-                and data.get("usage")
-                and not data.get("choices")
-            ):
-                continue  # the caller did not ask for the usage chunk we asked for on its behalf
-            yield (line + "\n").encode()
+        async for chunk in upstream.content.iter_any():
+            *lines, partial = (partial + chunk).split(b"\n")
+            kept = []
+            for raw in lines:
+                data = tally.read_line(raw.decode("utf-8", "replace"))
+                if (
+                    hide_usage_chunk
+                    and data is not None
+                    and data.get("usage")
+                    and not data.get("choices")
+                ):
+                    continue  # the caller did not ask for the usage chunk we asked for
+                kept.append(raw)
+            if kept:
+                yield b"\n".join(kept) + b"\n"
+        if partial:
+            tally.read_line(partial.decode("utf-8", "replace"))
+            yield partial
         completed = True
         # An upstream that dies mid-stream raises here, and the caller's connection is cut
         # as the provider's was; `finally` still charges what was delivered.
     finally:
-        await upstream.aclose()
+        upstream.release()
         usage = tally.provider_usage() if completed else None
         usage = usage or _counted(admitted, "".join(tally.text))
         _finish(request, admitted, usage, started, "success" if completed else "cancelled")
 
 
 def _json(content: bytes) -> dict[str, Any]:
-    import json
-
     try:
-        data = json.loads(content)
-    except ValueError:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError:
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -286,7 +309,7 @@ async def chat_completions(request: Request) -> Response:
         admitted,
         f"{admitted.upstream.base_url}/chat/completions",
         headers,
-        forwarded,
+        orjson.dumps(forwarded) if stream else await request.body(),
         stream,
         lambda d: openai_usage(d.get("usage")),
         hide,
@@ -316,7 +339,7 @@ async def embeddings(request: Request) -> Response:
         admitted,
         f"{admitted.upstream.base_url}/embeddings",
         headers,
-        body,
+        await request.body(),  # as the caller sent it
         False,
         lambda d: openai_usage(d.get("usage")),
     )
@@ -345,7 +368,7 @@ async def responses(request: Request) -> Response:
         admitted,
         f"{admitted.upstream.base_url}/responses",
         headers,
-        body,
+        await request.body(),  # as the caller sent it
         bool(body.get("stream")),
         lambda d: openai_usage(d.get("usage")),
         wire="responses",
@@ -417,7 +440,7 @@ async def messages(request: Request) -> Response:
         admitted,
         f"{admitted.upstream.base_url}/v1/messages",
         headers,
-        body,
+        await request.body(),  # as the caller sent it
         bool(body.get("stream")),
         lambda d: anthropic_usage(d.get("usage")),
     )
