@@ -7,6 +7,7 @@ suite under a unique name and dropped at the end; nothing else on the server is 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -42,21 +43,38 @@ def _postgres_available() -> bool:
         return False
 
 
+@contextlib.contextmanager
+def new_postgresql_database(prefix: str = "llmledger_test") -> Iterator[str]:
+    """A PostgreSQL database of the caller's own, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def migrated(url: str) -> str:
+    """The database migrated and its price catalog seeded."""
+    upgrade_database(url)
+    engine = make_engine(url)
+    with unit_of_work(make_sessionmaker(engine)) as session:
+        sync_catalog(session)
+    engine.dispose()
+    return url
+
+
 @pytest.fixture(scope="session")
 def postgresql_url() -> Iterator[str]:
     if not _postgres_available():
         if IN_CI:
             pytest.fail(f"PostgreSQL is required under CI and is not reachable at {PG_ADMIN}")
         pytest.skip("PostgreSQL is not reachable")
-    name = f"llmledger_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_postgresql_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -67,13 +85,7 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest) -> str:
     """A migrated database with the price catalog seeded; the suite runs once per engine."""
-    url: str = request.getfixturevalue(f"{request.param}_url")
-    upgrade_database(url)
-    engine = make_engine(url)
-    with unit_of_work(make_sessionmaker(engine)) as session:
-        sync_catalog(session)
-    engine.dispose()
-    return url
+    return migrated(request.getfixturevalue(f"{request.param}_url"))
 
 
 @pytest.fixture(scope="session")

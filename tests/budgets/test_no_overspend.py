@@ -23,10 +23,8 @@ from sqlalchemy import func, select
 
 from llmledger.core.money import from_nanos
 from llmledger.kit.db import make_engine, make_sessionmaker, unit_of_work
-from llmledger.kit.migrate import upgrade_database
 from llmledger.models import BudgetCounter, UsageEvent
-from llmledger.pricing.repository import sync_catalog
-from tests.conftest import Tenant, create_tenant
+from tests.conftest import Tenant, create_tenant, migrated
 from tests.servers import server_processes
 
 PROCESSES = 4
@@ -35,15 +33,6 @@ IN_FLIGHT = 64  # calls under way at once, spread over the processes (< max_conn
 LIMIT = Decimal("0.06")  # about 140 of the 256 calls fit
 RESERVE = {"model": "gpt-4o-mini", "input_tokens": 1000, "max_output_tokens": 500}
 STARTUP_SECONDS = 60
-
-
-def migrated(url: str) -> str:
-    upgrade_database(url)
-    engine = make_engine(url)
-    with unit_of_work(make_sessionmaker(engine)) as session:
-        sync_catalog(session)
-    engine.dispose()
-    return url
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,27 @@ def test_completion_passes_through_and_is_recorded_with_its_cost(
     assert event["cached_input_tokens"] == 1000 and event["reasoning_tokens"] == 100
     assert event["user"] == "ana@acme.com" and event["prompt_id"] == "p1"
     assert Decimal(event["cost"]["total"]) == Decimal(raw.headers["x-llmledger-cost"])
+    assert raw.headers["x-llmledger-request-id"] == event["client_request_id"]
+    assert raw.headers["x-llmledger-verdict"] == "allow"
+    assert "x-llmledger-warning" not in raw.headers
+
+
+def test_soft_budget_over_its_limit_lets_the_call_run_and_says_why(
+    gateway: Gateway, caller: Tenant
+) -> None:
+    httpx.post(
+        f"{gateway.url}/api/v1/budgets",
+        json={"scope": "organization", "daily_limit": "0.000001", "action": "warn"},
+        headers=caller.headers,
+    ).raise_for_status()
+    raw = sdk(gateway, caller).chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=MESSAGES, max_tokens=100
+    )
+    assert raw.parse().choices[0].message.content
+    assert raw.headers["x-llmledger-verdict"] == "warn"
+    assert "would be exceeded" in raw.headers["x-llmledger-warning"]
+    assert Decimal(raw.headers["x-llmledger-budget-remaining"]) < 0
+    assert len(ledger(gateway, caller, expect=1)) == 1
 
 
 def test_provider_headers_reach_the_caller_and_cookies_do_not(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ import aiohttp
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from llmledger.core.money import as_text
@@ -23,6 +25,7 @@ from llmledger.gateway.streams import StreamTally
 from llmledger.gateway.wire import anthropic_error, anthropic_usage, openai_error, openai_usage
 from llmledger.kit.errors import ApiError
 
+log = logging.getLogger("llmledger.gateway")
 router = APIRouter(tags=["gateway"], include_in_schema=True)
 
 ErrorShape = Callable[[str, str], dict[str, Any]]
@@ -65,7 +68,13 @@ def _who(request: Request, fallback_user: str | None) -> flow.Attribution:
 
 
 def _cost_headers(admitted: flow.Admitted, cost: Decimal | None) -> dict[str, str]:
-    headers: dict[str, str] = {"x-llmledger-verdict": admitted.decision.verdict}
+    headers = {
+        "x-llmledger-request-id": admitted.request_id,
+        "x-llmledger-verdict": admitted.decision.verdict,
+    }
+    if admitted.decision.reasons:  # a soft budget is (or would be) over: say which
+        reasons = "; ".join(admitted.decision.reasons)
+        headers["x-llmledger-warning"] = reasons.encode("ascii", "backslashreplace").decode()
     if cost is not None:
         headers["x-llmledger-cost"] = as_text(cost)
     remaining = flow.remaining_after(admitted, cost)
@@ -116,6 +125,11 @@ async def _admit(
         return JSONResponse(shape(refused.message, refused.code), status_code=refused.status)
     except ApiError as exc:
         return JSONResponse(shape(exc.message, exc.code), status_code=exc.status_code)
+    except SQLAlchemyError:
+        # Budgets cannot be checked, so the call is not sent (and not paid for).
+        log.exception("gateway admission could not reach the database")
+        message = "llmledger cannot reach its database; the call was not sent"
+        return JSONResponse(shape(message, "database_unavailable"), status_code=503)
 
 
 def _finish(

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import logging
+import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,7 +22,8 @@ from llmledger.budgets.rules import find_attribution, load_rules, rules_version
 from llmledger.core.money import from_nanos, to_nanos
 from llmledger.core.pricing import TokenUsage, compute_cost
 from llmledger.gateway.credentials import Upstream, upstream_for
-from llmledger.gateway.recorder import Finished, Recorder
+from llmledger.gateway.recorder import Recorder
+from llmledger.gateway.spool import Finished
 from llmledger.kit.db import unit_of_work
 from llmledger.kit.settings import Settings
 from llmledger.kit.ttl_cache import TtlCache
@@ -27,6 +31,8 @@ from llmledger.pricing.book import OrgPrices, PriceBook, PriceQuote
 from llmledger.pricing.repository import load_org_prices
 from llmledger.pricing.service import Pricer
 from llmledger.usage.schemas import UsageIn
+
+log = logging.getLogger("llmledger.gateway")
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class Admitted:
     who: Attribution
     quote: PriceQuote | None
     held: Held | None = None
+    # The call's id in the ledger (its client_request_id), also told to the caller.
+    request_id: str = field(default_factory=lambda: f"gw_{uuid.uuid4().hex}")
 
 
 class Refused(Exception):
@@ -89,7 +97,7 @@ class Gateway:
         self._who: TtlCache[tuple[int, int, str | None, str | None, str | None], Owner] = TtlCache(
             30
         )
-        self.recorder = Recorder(sessions, book, enforcer)
+        self.recorder = Recorder(sessions, book, enforcer, Path(settings.spool_dir))
         # How admissions went, for tests and operators: on the event loop, or in a thread.
         self.admissions = {"fast": 0, "thread": 0}
 
@@ -211,10 +219,10 @@ class Gateway:
             principal, provider, model, input_tokens, upstream, decision, who, quote, decision.held
         )
 
-    def finish(
+    def finished(
         self, admitted: Admitted, usage: TokenUsage, latency_ms: int, status: str = "success"
-    ) -> Decimal | None:
-        """Queue the call's usage and settlement for the recorder; returns its cost."""
+    ) -> Finished:
+        """The call as the recorder takes it."""
         who = admitted.who
         event = UsageIn(
             model=admitted.model,
@@ -234,8 +242,15 @@ class Gateway:
             status=status,
             source="gateway",
             occurred_at=datetime.now(UTC),
+            client_request_id=admitted.request_id,
         )
-        self.recorder.submit(Finished(admitted, event))
+        return Finished(admitted.principal, event, admitted.held)
+
+    def finish(
+        self, admitted: Admitted, usage: TokenUsage, latency_ms: int, status: str = "success"
+    ) -> Decimal | None:
+        """Queue the call's usage and settlement for the recorder; returns its cost."""
+        self.recorder.submit(self.finished(admitted, usage, latency_ms, status))
         if admitted.quote is None:
             return None
         return compute_cost(usage, admitted.quote.sheet).total
@@ -243,8 +258,14 @@ class Gateway:
     def release(self, admitted: Admitted) -> None:
         if admitted.held is None:
             return
-        with unit_of_work(self.sessions) as session:
-            self.enforcer.release(session, admitted.held)
+        try:
+            with unit_of_work(self.sessions) as session:
+                self.enforcer.release(session, admitted.held)
+        except Exception:
+            # The caller still gets the upstream's answer; the hold expires on its own.
+            log.exception(
+                "a hold could not be given back; it expires at %s", admitted.held.expires_at
+            )
 
 
 def _complete(found: Owner, who: Attribution) -> bool:

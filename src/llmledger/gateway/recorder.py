@@ -13,31 +13,24 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from llmledger.budgets.enforcement import Enforcer
 from llmledger.core.money import to_nanos
+from llmledger.gateway.spool import Finished, Spool
 from llmledger.kit.db import unit_of_work
 from llmledger.pricing.book import PriceBook
 from llmledger.pricing.repository import load_org_prices
 from llmledger.pricing.service import Pricer
-from llmledger.usage.schemas import UsageIn
 from llmledger.usage.service import record_usage
 
 if TYPE_CHECKING:
     from llmledger.accounts.service import Principal
-    from llmledger.gateway.flow import Admitted
 
 log = logging.getLogger("llmledger.gateway")
-
-
-@dataclass(frozen=True)
-class Finished:
-    admitted: Admitted
-    event: UsageIn
 
 
 class Recorder:
@@ -46,14 +39,20 @@ class Recorder:
         sessions: sessionmaker[Session],
         book: PriceBook,
         enforcer: Enforcer,
+        spool_dir: Path,
         max_batch: int = 500,
         linger_seconds: float = 0.05,
+        retry_seconds: float = 2.0,
     ) -> None:
         self._sessions = sessions
         self._book = book
         self._enforcer = enforcer
         self._max_batch = max_batch
         self._linger = linger_seconds
+        self._retry_first = retry_seconds
+        self._retry = retry_seconds
+        self._next_replay = 0.0
+        self.spool = Spool(spool_dir)
         self._queue: queue.Queue[Finished | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="llmledger-recorder", daemon=True)
         self._thread.start()
@@ -62,64 +61,124 @@ class Recorder:
         self._queue.put(finished)
 
     def flush(self) -> None:
-        """Wait until everything submitted so far is written."""
+        """Wait until everything submitted so far is written (or spooled)."""
         self._queue.join()
+
+    def replay_now(self) -> None:
+        """Replay the spool at the next chance instead of after the backoff."""
+        self._next_replay = 0.0
+        self._queue.put(_WAKE)
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        try:
+            self.spool.adopt_orphans()  # calls a process that died left behind
+        except Exception:
+            log.exception("spooled gateway calls could not be taken over")
         while True:
-            first = self._queue.get()
-            if first is None:
-                self._queue.task_done()
-                return
-            batch = [first]
-            # Linger briefly so calls finishing together share one transaction: fewer,
-            # larger batches cost less interpreter time, which requests are waiting for.
-            deadline = time.monotonic() + self._linger
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)  # stop after this batch
-                    self._queue.task_done()
-                    break
-                batch.append(item)
+            batch, taken, stop = self._next_batch()
             try:
-                self._write(batch)
-            except Exception:  # one bad item must not lose the others: write them one by one
-                log.exception("writing %d gateway calls failed; retrying one by one", len(batch))
-                for item in batch:
-                    try:
-                        self._write([item])
-                    except Exception:
-                        log.exception("a gateway call could not be recorded")
+                self._record(batch)
+                if self.spool.pending and time.monotonic() >= self._next_replay:
+                    self._replay()
             finally:
-                for _ in batch:
+                for _ in range(taken):
                     self._queue.task_done()
+            if stop:
+                break
+        self.spool.close()
+
+    def _next_batch(self) -> tuple[list[Finished], int, bool]:
+        """Wait for a call (or until the next replay is due), then linger briefly so calls
+        finishing together share one transaction: fewer, larger batches cost less
+        interpreter time, which requests are waiting for. Returns the calls, how many queue
+        items were taken, and whether to stop."""
+        wait = max(self._next_replay - time.monotonic(), 0.01) if self.spool.pending else None
+        try:
+            first = self._queue.get(timeout=wait)
+        except queue.Empty:
+            return [], 0, False
+        if first is None:
+            return [], 1, True
+        batch = [] if first is _WAKE else [first]
+        taken = 1
+        deadline = time.monotonic() + self._linger
+        while batch and len(batch) < self._max_batch:
+            try:
+                item = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                break
+            taken += 1
+            if item is None:
+                return batch, taken, True
+            if item is not _WAKE:
+                batch.append(item)
+        return batch, taken, False
+
+    def _record(self, batch: list[Finished]) -> None:
+        if not batch:
+            return
+        try:
+            self._write(batch)
+        except Exception:
+            log.exception("writing %d gateway calls failed; they are spooled", len(batch))
+            self.spool.add(batch)
+            self._next_replay = time.monotonic() + self._retry
+
+    def _replay(self) -> None:
+        """Write the spooled calls: all at once, else one by one (a call the database rejects
+        must not hold back the others). What still fails waits, with a growing pause."""
+        waiting = list(self.spool.pending)
+        written: list[Finished] = []
+        for start in range(0, len(waiting), self._max_batch):
+            chunk = waiting[start : start + self._max_batch]
+            try:
+                self._write(chunk)
+                written += chunk
+            except Exception:
+                for call in chunk:
+                    try:
+                        self._write([call])
+                        written.append(call)
+                    except Exception:
+                        log.exception("a spooled gateway call still cannot be recorded")
+                        break  # the database is likely still away: wait before trying more
+        if written:
+            self.spool.recorded(written)
+            log.info("%d spooled gateway calls recorded", len(written))
+        if self.spool.pending:
+            self._retry = min(self._retry * 2, 60.0)
+        else:
+            self._retry = self._retry_first
+        self._next_replay = time.monotonic() + self._retry
 
     def _write(self, batch: Sequence[Finished]) -> None:
         by_key: dict[Principal, list[Finished]] = defaultdict(list)
         for item in batch:
-            by_key[item.admitted.principal].append(item)
+            by_key[item.principal].append(item)
         with unit_of_work(self._sessions) as session:
             for principal, items in by_key.items():
                 pricer = Pricer(self._book, load_org_prices(session, principal.organization_id))
-                loose = [i.event for i in items if i.admitted.held is None]
+                loose = [i.event for i in items if i.held is None]
                 if loose:  # calls without a hold are charged as recorded usage
                     record_usage(session, pricer, principal, loose, self._enforcer)
-                held = [i for i in items if i.admitted.held is not None]
-                if held:
-                    recorded = record_usage(session, pricer, principal, [i.event for i in held])
-                    self._enforcer.settle_many(
-                        session,
-                        [
-                            (item.admitted.held, to_nanos(event.cost.total) if event.cost else 0)
-                            for item, event in zip(held, recorded.events, strict=True)
-                            if item.admitted.held is not None
-                        ],
-                    )
+                held = [i for i in items if i.held is not None]
+                if not held:
+                    continue
+                recorded = record_usage(session, pricer, principal, [i.event for i in held])
+                self._enforcer.settle_many(
+                    session,
+                    [
+                        (item.held, to_nanos(event.cost.total) if event.cost else 0)
+                        for item, event in zip(held, recorded.events, strict=True)
+                        # A replay of a call already in the ledger was settled with it.
+                        if item.held is not None and not event.duplicate
+                    ],
+                )
+
+
+# Put on the queue to wake the recorder for a replay.
+_WAKE: Finished = cast(Finished, object())

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     # Output tokens held for a call that names no maximum (OpenAI's max_tokens is optional).
     default_max_output_tokens: int = Field(default=4096, ge=1)
     upstream_timeout_seconds: float = Field(default=600.0, gt=0)
+    # Where the gateway keeps calls the database could not take (an outage) until it can.
+    spool_dir: str = "./llmledger-spool"
 
     # Email alerts over SMTP.
     smtp_host: str | None = None

@@ -1,0 +1,163 @@
+"""Gateway calls the database could not take, kept on disk until it can.
+
+A call that went through the gateway has been paid for at the provider, so it must reach the
+ledger even across a database outage or a restart. The recorder appends what it cannot
+write here, a line of JSON per call, and replays it later. Replays are safe to repeat: each
+call carries its own request id, so a call the database already holds is not recorded or
+settled twice.
+
+Each recorder owns one file, locked while its process lives; a file whose lock is free was
+left by a process that died, and the next recorder to start takes it over.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from llmledger.accounts.service import Principal
+from llmledger.budgets.counters import Held
+from llmledger.budgets.line_codec import line_from_json, line_to_json
+from llmledger.usage.schemas import UsageIn
+
+log = logging.getLogger("llmledger.gateway")
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A call that has run: who made it, what it used, and the hold to settle, if any."""
+
+    principal: Principal
+    event: UsageIn
+    held: Held | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        p, h = self.principal, self.held
+        return {
+            "principal": [p.organization_id, p.api_key_id, p.time_zone, p.plan],
+            "event": self.event.model_dump(mode="json", exclude_none=True),
+            "held": None
+            if h is None
+            else {
+                "id": h.id,
+                "org": h.organization_id,
+                "amount": h.amount,
+                "lines": [line_to_json(line) for line in h.lines],
+                "backend": h.backend,
+                "expires_at": h.expires_at.isoformat(),
+            },
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Finished:
+        org_id, key_id, time_zone, plan = raw["principal"]
+        h = raw["held"]
+        held = (
+            None
+            if h is None
+            else Held(
+                h["id"],
+                h["org"],
+                h["amount"],
+                tuple(line_from_json(line) for line in h["lines"]),
+                h["backend"],
+                datetime.fromisoformat(h["expires_at"]),
+            )
+        )
+        return cls(
+            Principal(org_id, key_id, time_zone, plan), UsageIn.model_validate(raw["event"]), held
+        )
+
+
+class Spool:
+    """The recorder's own file of calls waiting for the database (used by one thread)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / f"recorder-{uuid.uuid4().hex}.jsonl"
+        self._file: IO[str] | None = None
+        self.pending: list[Finished] = []
+
+    def add(self, calls: list[Finished]) -> None:
+        """Keep calls on disk (flushed and synced: they are the only record of them)."""
+        if not calls:
+            return
+        file = self._open()
+        file.writelines(json.dumps(call.to_json()) + "\n" for call in calls)
+        file.flush()
+        os.fsync(file.fileno())
+        self.pending += calls
+
+    def recorded(self, calls: list[Finished]) -> None:
+        """Calls a replay got into the database. The file only ever grows (a crash
+        mid-write loses nothing) until nothing waits, when it is emptied."""
+        done = {call.event.client_request_id for call in calls}
+        self.pending = [c for c in self.pending if c.event.client_request_id not in done]
+        file = self._open()
+        if not self.pending:
+            file.truncate(0)
+        else:
+            file.write(json.dumps({"recorded": sorted(str(d) for d in done)}) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+
+    def adopt_orphans(self) -> int:
+        """Take over the files of recorders whose process has ended; returns the calls found."""
+        if not self.directory.is_dir():
+            return 0
+        found = 0
+        for path in sorted(self.directory.glob("recorder-*.jsonl")):
+            if path == self.path:
+                continue
+            with open(path, "r+", encoding="utf-8") as orphan:
+                try:
+                    fcntl.flock(orphan, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live recorder's
+                try:
+                    calls = _read(orphan)
+                except (ValueError, KeyError, TypeError):
+                    # Left in place for an operator: a bad file must not block the others.
+                    log.exception("spooled calls in %s cannot be read; the file is kept", path)
+                    continue
+                self.add(calls)  # ours now, safely on disk, before the orphan goes
+                path.unlink()
+                found += len(calls)
+        return found
+
+    def close(self) -> None:
+        if self._file is not None:
+            empty = not self.pending
+            self._file.close()
+            self._file = None
+            if empty:
+                self.path.unlink(missing_ok=True)
+
+    def _open(self) -> IO[str]:
+        if self._file is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return self._file
+
+
+def _read(file: IO[str]) -> list[Finished]:
+    calls: dict[str | None, Finished] = {}
+    recorded: set[str] = set()
+    for line in file:
+        if not line.strip():
+            continue
+        raw = json.loads(line)
+        if "recorded" in raw:
+            recorded.update(raw["recorded"])
+        else:
+            call = Finished.from_json(raw)
+            calls[call.event.client_request_id] = call
+    return [call for rid, call in calls.items() if rid not in recorded]

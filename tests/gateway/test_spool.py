@@ -1,0 +1,272 @@
+"""Gateway calls survive a database that is away: the recorder spools them to disk and
+records them once the database is back, in the same process or the next one. Replays are
+idempotent: a call is never recorded or settled twice."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from llmledger.budgets.backend import make_store
+from llmledger.budgets.counters import LineState
+from llmledger.budgets.enforcement import Enforcer
+from llmledger.budgets.schemas import BudgetIn
+from llmledger.budgets.service import create_budget
+from llmledger.core.money import to_nanos
+from llmledger.core.pricing import TokenUsage
+from llmledger.gateway.credentials import set_provider
+from llmledger.gateway.flow import Admitted, Attribution, Gateway
+from llmledger.gateway.recorder import Recorder
+from llmledger.gateway.spool import Finished
+from llmledger.kit.db import make_engine, make_sessionmaker, unit_of_work
+from llmledger.kit.settings import Settings
+from llmledger.models import UsageEvent
+from llmledger.pricing.book import PriceBook
+from llmledger.pricing.repository import load_catalog
+from tests.conftest import Tenant, create_tenant, migrated, new_postgresql_database
+from tests.gateway.fake_upstream import UPSTREAM_KEY
+
+# Nothing listens on port 1: every connection is refused at once, as in an outage.
+AWAY = "postgresql+psycopg://postgres@127.0.0.1:1/llmledger?connect_timeout=2"
+
+
+@pytest.fixture(params=["sql", "redis"])
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "redis":
+        request.getfixturevalue("redis_url")
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(
+    database_url: str, backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Settings:
+    extra = {}
+    if backend == "redis":
+        extra = {"redis_prefix": request.getfixturevalue("redis_prefix")}
+    return Settings(
+        database_url=database_url,
+        env="test",
+        budget_backend=backend,
+        spool_dir=str(tmp_path / "spool"),
+        **extra,
+    )
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(database_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def book(sessions: sessionmaker[Session]) -> PriceBook:
+    with unit_of_work(sessions) as session:
+        return PriceBook(load_catalog(session))
+
+
+def _admit_calls(
+    gateway: Gateway, tenant: Tenant, sessions: sessionmaker[Session], n: int
+) -> list[Admitted]:
+    with unit_of_work(sessions) as session:
+        set_provider(session, gateway.settings, tenant.org_id, "openai", UPSTREAM_KEY)
+        create_budget(
+            session, tenant.org_id, BudgetIn(scope="organization", daily_limit=5, action="block")
+        )
+    return [
+        gateway.admit(tenant.key, "openai", "gpt-4o-mini", 100, 200, Attribution(user="ana"))
+        for _ in range(n)
+    ]
+
+
+def _finished(gateway: Gateway, admitted: Admitted) -> Finished:
+    return gateway.finished(admitted, TokenUsage(100, 150), latency_ms=5)
+
+
+def _wait(done: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, "the spool was not replayed"
+        time.sleep(0.05)
+
+
+def _ledger(sessions: sessionmaker[Session], tenant: Tenant) -> int:
+    with unit_of_work(sessions) as session:
+        return int(
+            session.scalar(select(func.count()).where(UsageEvent.organization_id == tenant.org_id))
+            or 0
+        )
+
+
+def _line(enforcer: Enforcer, sessions: sessionmaker[Session], admitted: Admitted) -> LineState:
+    assert admitted.held is not None
+    line = admitted.held.lines[0]
+    with unit_of_work(sessions) as session:
+        return enforcer.store.read(session, [line])[line.key]
+
+
+def test_calls_spooled_in_an_outage_are_recorded_once_by_the_next_process(
+    settings: Settings, sessions: sessionmaker[Session], book: PriceBook, database_url: str
+) -> None:
+    tenant = create_tenant(database_url)
+    enforcer = Enforcer(make_store(settings), timedelta(minutes=15))
+    gateway = Gateway(sessions, book, enforcer, settings)
+    try:
+        admitted = _admit_calls(gateway, tenant, sessions, 3)
+        calls = [_finished(gateway, a) for a in admitted]
+    finally:
+        gateway.close()
+    assert _line(enforcer, sessions, admitted[0]).reserved > 0  # held, not yet settled
+
+    # The database is away: the recorder keeps the calls on disk and ends with them there.
+    away = make_engine(AWAY)
+    down = Recorder(make_sessionmaker(away), book, enforcer, Path(settings.spool_dir))
+    for call in calls:
+        down.submit(call)
+    down.flush()
+    assert len(down.spool.pending) == 3
+    down.close()
+    away.dispose()
+    [left] = list(Path(settings.spool_dir).glob("recorder-*.jsonl"))
+    assert _ledger(sessions, tenant) == 0
+    # A copy, as if a crash came after a replay wrote the calls but before it said so.
+    shutil.copy(left, left.with_name("recorder-copy.jsonl"))
+
+    # The next process takes the file over and records every call, settling each hold.
+    for file in (left, left.with_name("recorder-copy.jsonl")):
+        up = Recorder(sessions, book, enforcer, Path(settings.spool_dir))
+        _wait(lambda r=up, f=file: not r.spool.pending and not f.exists())  # type: ignore[misc]
+        up.close()
+        state = _line(enforcer, sessions, admitted[0])
+        assert _ledger(sessions, tenant) == 3  # the copy's replay recorded nothing again
+        with unit_of_work(sessions) as session:
+            costs = session.scalars(
+                select(UsageEvent.cost_total).where(UsageEvent.organization_id == tenant.org_id)
+            ).all()
+        assert state.reserved == 0
+        assert state.spent == sum(to_nanos(c) for c in costs if c is not None) > 0
+    assert list(Path(settings.spool_dir).glob("*.jsonl")) == []
+
+
+def test_a_spool_file_of_a_live_recorder_is_not_taken(
+    settings: Settings, sessions: sessionmaker[Session], book: PriceBook
+) -> None:
+    enforcer = Enforcer(make_store(settings), timedelta(minutes=15))
+    away = make_engine(AWAY)
+    down = Recorder(make_sessionmaker(away), book, enforcer, Path(settings.spool_dir))
+    try:
+        tenant = create_tenant(settings.database_url)
+        gateway = Gateway(sessions, book, enforcer, settings)
+        try:
+            [admitted] = _admit_calls(gateway, tenant, sessions, 1)
+            down.submit(_finished(gateway, admitted))
+        finally:
+            gateway.close()
+        down.flush()
+        other = Recorder(sessions, book, enforcer, Path(settings.spool_dir))
+        time.sleep(0.3)
+        other.close()
+        assert len(down.spool.pending) == 1 and down.spool.path.exists()
+        assert _ledger(sessions, tenant) == 0
+    finally:
+        down.close()
+        away.dispose()
+
+
+@pytest.fixture
+def own_postgresql(postgresql_url: str) -> Iterator[str]:
+    """A database of this test's own, since the test takes it away for a while."""
+    with new_postgresql_database("llmledger_outage") as url:
+        yield migrated(url)
+
+
+def _database_reachable(url: str, reachable: bool) -> None:
+    import psycopg
+
+    from tests.conftest import PG_ADMIN
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(reachable).lower()}')
+        if not reachable:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+
+
+def test_gateway_keeps_serving_through_a_database_outage_and_records_everything_after(
+    own_postgresql: str, upstream_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """PostgreSQL goes away under a gateway with Redis counters: warm calls still run, the
+    recorder spools them, and once the database is back they are in the ledger and the
+    budget's spend, each once."""
+    import httpx
+    import openai
+
+    from llmledger.app import create_app
+    from tests.gateway.conftest import serve
+
+    settings = Settings(
+        database_url=own_postgresql,
+        env="test",
+        worker_in_process=False,
+        openai_base_url=f"{upstream_url}/v1",
+        budget_backend="redis",
+        redis_prefix=redis_prefix,
+        spool_dir=str(tmp_path / "spool"),
+    )
+    tenant = create_tenant(own_postgresql)
+    stranger_tenant = create_tenant(own_postgresql)
+    engine = make_engine(own_postgresql)
+    with unit_of_work(make_sessionmaker(engine)) as session:
+        set_provider(session, settings, tenant.org_id, "openai", UPSTREAM_KEY)
+        create_budget(
+            session, tenant.org_id, BudgetIn(scope="organization", daily_limit=5, action="block")
+        )
+    engine.dispose()
+    app = create_app(settings)
+    with serve(app) as url:
+        recorder = app.state.gateway.recorder
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=tenant.key, max_retries=0)
+        messages = [{"role": "user", "content": "Say something about budgets."}]
+
+        def call() -> None:
+            client.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=50)
+
+        call()
+        call()  # the look-ups are cached now
+        recorder.flush()
+        _database_reachable(own_postgresql, False)
+        try:
+            for _ in range(3):
+                call()
+            recorder.flush()
+            assert len(recorder.spool.pending) == 3
+            # A key not seen before needs the database to be checked: refused, not sent.
+            stranger = stranger_tenant.key
+            refused = httpx.post(
+                f"{url}/v1/chat/completions",
+                json={"model": "gpt-4o-mini", "messages": messages},
+                headers={"Authorization": f"Bearer {stranger}"},
+            )
+            assert refused.status_code == 503
+            assert refused.json()["error"]["code"] == "database_unavailable"
+        finally:
+            _database_reachable(own_postgresql, True)
+        recorder.replay_now()
+        _wait(lambda: not recorder.spool.pending)
+        events = httpx.get(f"{url}/api/v1/usage", headers=tenant.headers).json()["events"]
+        assert len(events) == 5 and len({e["client_request_id"] for e in events}) == 5
+        status = httpx.get(f"{url}/api/v1/budgets", headers=tenant.headers).json()[0]["status"][0]
+        assert Decimal(status["reserved"]) == 0
+        assert Decimal(status["spent"]) == sum(Decimal(e["cost"]["total"]) for e in events)
