@@ -17,6 +17,7 @@ from llmledger.alerts.worker import start_in_thread
 from llmledger.budgets.backend import make_store
 from llmledger.budgets.endpoints import router as budgets_router
 from llmledger.budgets.enforcement import Enforcer
+from llmledger.core.tokens import load_encodings
 from llmledger.estimates.endpoints import router as estimates_router
 from llmledger.gateway.endpoints import router as gateway_router
 from llmledger.gateway.flow import Gateway
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with unit_of_work(sessions) as session:
             sync_catalog(session)  # no-op once seeded; covers a database migrated elsewhere
             app.state.price_book = PriceBook(load_catalog(session))
+        load_encodings()  # the first preview or gateway call should not pay for it
         store = make_store(settings)
         app.state.engine = engine
         app.state.sessions = sessions
