@@ -6,7 +6,13 @@ network.
 
 from llmledger.core.money import round_for_display
 from llmledger.core.pricing import CostBreakdown, PriceSheet, Tier, TokenUsage, compute_cost
-from llmledger.core.tokens import TokenCount, count_messages, count_text, count_tokens
+from llmledger.core.tokens import (
+    TokenCount,
+    count_messages,
+    count_text,
+    count_tokens,
+    count_tools,
+)
 
 __version__ = "0.1.0"
 
@@ -21,5 +27,6 @@ __all__ = [
     "count_messages",
     "count_text",
     "count_tokens",
+    "count_tools",
     "round_for_display",
 ]

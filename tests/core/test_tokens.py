@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmledger import count_messages, count_text, count_tokens
-from llmledger.core.tokens import CL100K, O200K, count_encoding, openai_encoding
+from llmledger import count_messages, count_text, count_tokens, count_tools
+from llmledger.core.tokens import (
+    CL100K,
+    IMAGE_TOKENS_LOW_DETAIL,
+    IMAGE_TOKENS_MAX,
+    O200K,
+    count_encoding,
+    openai_encoding,
+)
 from llmledger.kit.reference_tokenizer import tiktoken_encoding
 
 SAMPLES = [
@@ -151,3 +159,77 @@ def test_estimate_grows_with_text() -> None:
     short = count_tokens("word " * 10, "claude-3-5-haiku")
     long = count_tokens("word " * 1000, "claude-3-5-haiku")
     assert long > short * 50
+
+
+def test_images_count_as_the_most_they_can_cost() -> None:
+    text = [{"type": "text", "text": "What is in this picture?"}]
+    plain = count_messages([{"role": "user", "content": text}])
+    url = {"url": "https://example.com/cat.png"}
+    high = count_messages(
+        [{"role": "user", "content": [*text, {"type": "image_url", "image_url": url}]}]
+    )
+    low = count_messages(
+        [
+            {
+                "role": "user",
+                "content": [*text, {"type": "image_url", "image_url": {**url, "detail": "low"}}],
+            }
+        ]
+    )
+    anthropic = count_messages(
+        [{"role": "user", "content": [*text, {"type": "image", "source": {"type": "base64"}}]}],
+        "claude-sonnet-4-5",
+    )
+    assert plain.exact and not high.exact and not low.exact
+    assert high.tokens - plain.tokens == IMAGE_TOKENS_MAX
+    assert low.tokens - plain.tokens == IMAGE_TOKENS_LOW_DETAIL
+    assert anthropic.tokens > IMAGE_TOKENS_MAX
+
+
+def test_tool_calls_and_results_count_their_json() -> None:
+    arguments = json.dumps({"city": "Paris", "unit": "celsius", "days": 7})
+    asked = {"role": "user", "content": "Weather in Paris this week?"}
+    called = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "forecast", "arguments": arguments},
+            }
+        ],
+    }
+    without = count_messages([asked, {"role": "assistant", "content": None}])
+    with_call = count_messages([asked, called])
+    assert not with_call.exact
+    assert with_call.tokens - without.tokens == count_tokens("forecast") + count_tokens(arguments)
+
+    blocks = [
+        {"type": "tool_use", "id": "t1", "name": "forecast", "input": {"city": "Paris"}},
+        {
+            "type": "tool_result",
+            "tool_use_id": "t1",
+            "content": [{"type": "text", "text": "Sunny"}],
+        },
+    ]
+    plain = count_messages([{"role": "user", "content": []}], "claude-sonnet-4-5")
+    counted = count_messages([{"role": "user", "content": blocks}], "claude-sonnet-4-5")
+    assert counted.tokens > plain.tokens + 3 and not counted.exact
+
+
+def test_tool_definitions_are_counted_and_grow_with_their_schema() -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "forecast",
+            "description": "Weather forecast for a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    one = count_tools([tool])
+    described = count_tools([{**tool, "function": {**tool["function"], "description": "x " * 200}}])
+    assert count_tools(None).tokens == 0 and count_tools([]).tokens == 0
+    assert one.tokens > 10 and not one.exact
+    assert described.tokens > one.tokens + 150
+    assert count_tools([tool], "claude-sonnet-4-5").tokens > 0

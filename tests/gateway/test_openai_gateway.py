@@ -103,6 +103,32 @@ def test_provider_headers_reach_the_caller_and_cookies_do_not(
     ledger(gateway, caller, expect=2)
 
 
+def test_tools_offered_count_toward_the_tokens_per_prompt_limit(
+    gateway: Gateway, caller: Tenant
+) -> None:
+    httpx.post(
+        f"{gateway.url}/api/v1/budgets",
+        json={"scope": "organization", "max_tokens_per_prompt": 400, "action": "block"},
+        headers=caller.headers,
+    ).raise_for_status()
+    client = sdk(gateway, caller)
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "search_the_archive",
+            "description": "Searches every report the finance team has written. " * 20,
+            "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
+        },
+    }
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=200)
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, max_tokens=200, tools=[tool]
+        )
+    assert "tokens per prompt" in str(refused.value)
+    assert len(ledger(gateway, caller, expect=1)) == 1  # the refused call was not sent
+
+
 def test_stream_is_relayed_and_recorded_from_the_usage_the_provider_sends(
     gateway: Gateway, caller: Tenant
 ) -> None:

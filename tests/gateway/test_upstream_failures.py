@@ -103,3 +103,10 @@ def test_bad_bodies_get_the_providers_error_shape(
     assert r.status_code == 400 and "model" in r.json()["error"]["message"]
     r = httpx.post(f"{url}/v1/messages", content=b"not json", headers=tenant.headers)
     assert r.status_code == 400 and r.json()["type"] == "error"
+    for content in (42, {"text": "hi"}):
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": content}]}
+        r = httpx.post(f"{url}/v1/chat/completions", json=body, headers=tenant.headers)
+        assert r.status_code == 400 and "content" in r.json()["error"]["message"]
+    body = {"model": "gpt-4o", "messages": ["hi"]}
+    r = httpx.post(f"{url}/v1/chat/completions", json=body, headers=tenant.headers)
+    assert r.status_code == 400

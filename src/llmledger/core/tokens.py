@@ -7,6 +7,7 @@ token list. Its counts are checked against tiktoken in the test suite.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -156,7 +157,17 @@ TOKENS_PER_NAME = 1
 REPLY_PRIMING = 3
 
 
+# Images are billed by their size, which a request does not state (a URL or base64 data), so
+# an image counts as the most one can cost: a low-detail OpenAI image is a flat 85 tokens, any
+# other at most 1,600 (Anthropic's ceiling, above OpenAI's 1,445 for high detail).
+IMAGE_TOKENS_LOW_DETAIL = 85
+IMAGE_TOKENS_MAX = 1_600
+_IMAGE_PARTS = ("image_url", "input_image", "image")
+
+
 def _content_text(content: Any) -> Iterable[str]:
+    """The text of message content: a string, or parts (text, and the tool calls and results
+    of Anthropic's content blocks, which are billed as their JSON)."""
     if content is None:
         return
     if isinstance(content, str):
@@ -168,33 +179,91 @@ def _content_text(content: Any) -> Iterable[str]:
                 text = part.get("text")
                 if isinstance(text, str):
                     yield text
+                if part.get("type") == "tool_use":
+                    yield str(part.get("name", ""))
+                    yield json.dumps(part.get("input"), ensure_ascii=False)
+                elif part.get("type") == "tool_result":
+                    yield from _content_text(part.get("content"))
             elif isinstance(part, str):
                 yield part
         return
     raise ValueError("message content must be a string or a list of parts")
 
 
-def count_messages(messages: Sequence[Mapping[str, Any]], model: str = "gpt-4o") -> TokenCount:
-    """Count chat messages the way OpenAI bills them (per-message framing included)."""
-    encoding = openai_encoding(model)
-    estimator = None if encoding is not None else estimator_for(model)
-    base_encoding = encoding or (estimator.base if estimator else O200K)
+def _image_tokens(content: Any) -> int:
+    if not isinstance(content, Sequence) or isinstance(content, str):
+        return 0
     total = 0
-    for message in messages:
-        total += TOKENS_PER_MESSAGE
-        for key, value in message.items():
-            if key == "content":
-                total += sum(count_encoding(t, base_encoding) for t in _content_text(value))
-            elif isinstance(value, str):
-                total += count_encoding(value, base_encoding)
-                if key == "name":
-                    total += TOKENS_PER_NAME
-    total += REPLY_PRIMING
-    if estimator is None:
-        return TokenCount(total, True, base_encoding)
+    for part in content:
+        if isinstance(part, Mapping) and part.get("type") in _IMAGE_PARTS:
+            image = part.get("image_url")
+            detail = image.get("detail") if isinstance(image, Mapping) else part.get("detail")
+            total += IMAGE_TOKENS_LOW_DETAIL if detail == "low" else IMAGE_TOKENS_MAX
+    return total
+
+
+def _tool_call_text(calls: Any) -> Iterable[str]:
+    """An OpenAI assistant message's tool calls: each function's name and JSON arguments."""
+    for call in calls if isinstance(calls, Sequence) else ():
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if isinstance(function, Mapping):
+            yield str(function.get("name", ""))
+            yield str(function.get("arguments", ""))
+
+
+def _scaled(total: int, encoding: str | None, model: str, exact: bool) -> TokenCount:
+    """A count in an OpenAI encoding as it stands, or scaled to another model's estimate."""
+    if encoding is not None:
+        return TokenCount(total, exact, encoding)
+    estimator = estimator_for(model)
     return TokenCount(
         math.ceil(total * estimator.factor),
         False,
         f"estimate:{estimator.family}",
         estimator.expected_error,
+    )
+
+
+def count_tools(tools: Any, model: str = "gpt-4o") -> TokenCount:
+    """The tool (function) definitions a request offers the model, counted as their JSON: an
+    estimate (providers render them in formats of their own), never zero for real tools."""
+    if not tools:
+        return TokenCount(0, True, openai_encoding(model) or "none")
+    encoding = openai_encoding(model)
+    base = encoding or estimator_for(model).base
+    text = json.dumps(tools, ensure_ascii=False, separators=(",", ":"))
+    return _scaled(count_encoding(text, base), encoding, model, exact=False)
+
+
+def count_messages(messages: Sequence[Mapping[str, Any]], model: str = "gpt-4o") -> TokenCount:
+    """Count chat messages the way OpenAI bills them (per-message framing included). Images
+    and tool calls make the count an upper estimate rather than exact."""
+    encoding = openai_encoding(model)
+    base_encoding = encoding or estimator_for(model).base
+    total = 0
+    exact = True
+    for message in messages:
+        total += TOKENS_PER_MESSAGE
+        for key, value in message.items():
+            if key == "content":
+                total += sum(count_encoding(t, base_encoding) for t in _content_text(value))
+                images = _image_tokens(value)
+                total += images
+                exact = exact and not images and not _has_blocks(value)
+            elif key == "tool_calls":
+                total += sum(count_encoding(t, base_encoding) for t in _tool_call_text(value))
+                exact = False
+            elif isinstance(value, str):
+                total += count_encoding(value, base_encoding)
+                if key == "name":
+                    total += TOKENS_PER_NAME
+    total += REPLY_PRIMING
+    return _scaled(total, encoding, model, exact)
+
+
+def _has_blocks(content: Any) -> bool:
+    """Content holding tool blocks, whose billing format is the provider's own."""
+    return isinstance(content, Sequence) and any(
+        isinstance(part, Mapping) and part.get("type") in ("tool_use", "tool_result")
+        for part in content
     )

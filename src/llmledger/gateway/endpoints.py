@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from llmledger.core.money import as_text
 from llmledger.core.pricing import TokenUsage
-from llmledger.core.tokens import count_messages, count_text
+from llmledger.core.tokens import count_messages, count_text, count_tools
 from llmledger.gateway import flow
 from llmledger.gateway.streams import StreamTally
 from llmledger.gateway.wire import anthropic_error, anthropic_usage, openai_error, openai_usage
@@ -288,6 +288,17 @@ def _counted(admitted: flow.Admitted, delivered: str) -> TokenUsage:
     return TokenUsage(admitted.input_tokens, count_text(delivered, admitted.model).tokens)
 
 
+def _input_tokens(
+    shape: ErrorShape, messages: list[dict[str, Any]], body: dict[str, Any], model: str
+) -> int | JSONResponse:
+    """The call's input as held against budgets: its messages and the tools it offers."""
+    try:
+        return count_messages(messages, model).tokens + count_tools(body.get("tools"), model).tokens
+    except (ValueError, AttributeError, TypeError):
+        message = "messages must be objects whose content is a string or a list of parts"
+        return JSONResponse(shape(message, "invalid_request"), status_code=400)
+
+
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     """OpenAI Chat Completions, streamed or not, estimated, enforced and recorded."""
@@ -295,7 +306,9 @@ async def chat_completions(request: Request) -> Response:
     if isinstance(body, JSONResponse):
         return body
     model = body["model"]
-    tokens = count_messages(body["messages"], model).tokens
+    tokens = _input_tokens(_openai_shape, body["messages"], body, model)
+    if isinstance(tokens, JSONResponse):
+        return tokens
     settings = request.app.state.settings
     max_out = int(
         body.get("max_completion_tokens")
@@ -366,7 +379,9 @@ async def responses(request: Request) -> Response:
     if isinstance(body, JSONResponse):
         return body
     model = body["model"]
-    tokens = count_messages(_responses_messages(body), model).tokens
+    tokens = _input_tokens(_openai_shape, _responses_messages(body), body, model)
+    if isinstance(tokens, JSONResponse):
+        return tokens
     settings = request.app.state.settings
     max_out = int(body.get("max_output_tokens") or settings.default_max_output_tokens)
     user = _openai_user(body)
@@ -433,7 +448,9 @@ async def messages(request: Request) -> Response:
     if isinstance(body, JSONResponse):
         return body
     model = body["model"]
-    tokens = count_messages(_anthropic_messages(body), model).tokens
+    tokens = _input_tokens(_anthropic_shape, _anthropic_messages(body), body, model)
+    if isinstance(tokens, JSONResponse):
+        return tokens
     max_out = int(body.get("max_tokens") or request.app.state.settings.default_max_output_tokens)
     metadata = body.get("metadata") or {}
     user = metadata.get("user_id") if isinstance(metadata, dict) else None

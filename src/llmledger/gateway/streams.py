@@ -10,6 +10,17 @@ from typing import Any
 from llmledger.core.pricing import TokenUsage
 from llmledger.gateway.wire import anthropic_usage, openai_usage
 
+# Responses API events that carry output: text, refusals, tool arguments, reasoning.
+_RESPONSES_DELTAS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.function_call_arguments.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta",
+    }
+)
+
 
 @dataclass
 class StreamTally:
@@ -42,16 +53,19 @@ class StreamTally:
     def _openai(self, data: dict[str, Any]) -> None:
         for choice in data.get("choices") or []:
             delta = choice.get("delta") or {}
-            if isinstance(delta.get("content"), str):
-                self.text.append(delta["content"])
+            # Reasoning text some OpenAI-compatible providers stream (DeepSeek, vLLM).
+            self._take(delta.get("content"), delta.get("reasoning_content"))
+            for call in delta.get("tool_calls") or []:
+                function = call.get("function") or {}
+                self._take(function.get("name"), function.get("arguments"))
         if data.get("usage"):
             self.usage = data["usage"]
             self.reported = True
 
     def _responses(self, data: dict[str, Any]) -> None:
         kind = data.get("type")
-        if kind == "response.output_text.delta" and isinstance(data.get("delta"), str):
-            self.text.append(data["delta"])
+        if kind in _RESPONSES_DELTAS:
+            self._take(data.get("delta"))
         elif kind in ("response.completed", "response.incomplete"):
             self.usage = (data.get("response") or {}).get("usage") or {}
             self.reported = bool(self.usage)
@@ -60,13 +74,19 @@ class StreamTally:
         kind = data.get("type")
         if kind == "message_start":
             self.usage.update((data.get("message") or {}).get("usage") or {})
+        elif kind == "content_block_start":
+            self._take((data.get("content_block") or {}).get("name"))  # a tool's name
         elif kind == "content_block_delta":
             delta = data.get("delta") or {}
-            if isinstance(delta.get("text"), str):
-                self.text.append(delta["text"])
+            self._take(delta.get("text"), delta.get("partial_json"), delta.get("thinking"))
         elif kind == "message_delta":
             self.usage.update(data.get("usage") or {})
             self.reported = True
+
+    def _take(self, *parts: Any) -> None:
+        """Keep what the model produced: text, tool calls' JSON, reasoning. All of it is
+        billed as output, so a broken stream is charged for all of it."""
+        self.text.extend(part for part in parts if isinstance(part, str))
 
     def provider_usage(self) -> TokenUsage | None:
         if not self.reported:
