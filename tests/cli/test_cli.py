@@ -139,5 +139,25 @@ def test_orgs_and_keys_on_a_fresh_database(tmp_path: Path, monkeypatch: pytest.M
         assert key.exit_code == 0 and key.stdout.strip().startswith("llk_")
         missing = runner.invoke(app, ["keys", "create", "--org", "nobody"])
         assert missing.exit_code == 2
+
+        providers = ["providers", "set", "--org", "acme"]
+        assert runner.invoke(app, [*providers, "deepseek", "--api-key", "sk-ds"]).exit_code == 0
+        own = [*providers, "gpu-box", "--api-key", "x", "--base-url", "http://10.0.0.5:8000/v1/"]
+        assert runner.invoke(app, own).exit_code == 0
+        unknown = runner.invoke(app, [*providers, "gpu-box-2", "--api-key", "x"])
+        assert unknown.exit_code == 2 and "base_url" in unknown.stderr
+        listed = runner.invoke(app, ["providers", "list", "--org", "acme", "--json"])
+        assert json.loads(listed.stdout) == [
+            {"provider": "deepseek", "base_url": "https://api.deepseek.com/v1"},
+            {"provider": "gpu-box", "base_url": "http://10.0.0.5:8000/v1"},
+        ]
+        assert "sk-ds" not in listed.stdout
+        table = runner.invoke(app, ["providers", "list", "--org", "acme"])
+        assert table.exit_code == 0 and "gpu-box" in table.stdout
+        assert (
+            runner.invoke(app, ["providers", "remove", "gpu-box", "--org", "acme"]).exit_code == 0
+        )
+        gone = runner.invoke(app, ["providers", "remove", "gpu-box", "--org", "acme"])
+        assert gone.exit_code == 2 and "no gpu-box key" in gone.stderr
     finally:
         get_settings.cache_clear()

@@ -7,10 +7,12 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
+from rich import box
+from rich.table import Table
 from sqlalchemy.orm import Session
 
 from llmledger.accounts.service import create_api_key, create_organization, organization_named
-from llmledger.cli.output import console, errors, fail
+from llmledger.cli.output import console, errors, fail, print_json
 from llmledger.kit.db import make_engine, make_sessionmaker, unit_of_work
 from llmledger.kit.errors import ApiError
 from llmledger.kit.migrate import upgrade_database
@@ -91,7 +93,14 @@ providers_app = typer.Typer(help="Upstream LLM provider keys.", no_args_is_help=
 
 @providers_app.command("set")
 def providers_set(
-    provider: Annotated[str, typer.Argument(help="openai or anthropic")],
+    provider: Annotated[
+        str,
+        typer.Argument(
+            help="openai, anthropic, deepseek, groq, mistral, x-ai, together, fireworks, "
+            "openrouter, google, perplexity, cerebras, moonshotai; or a name of your own "
+            "(an OpenAI-compatible server) with --base-url"
+        ),
+    ],
     org: Annotated[str, typer.Option("--org", help="organization name")],
     api_key: Annotated[str, typer.Option(help="the provider's API key (stored encrypted)")],
     base_url: Annotated[str | None, typer.Option(help="upstream base URL")] = None,
@@ -105,3 +114,37 @@ def providers_set(
     console.print(
         f"{provider} key stored for {org}" + (f" (upstream {base_url})" if base_url else "")
     )
+
+
+@providers_app.command("list")
+def providers_list(
+    org: Annotated[str, typer.Option("--org", help="organization name")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """The organization's providers and where their calls go (keys are never shown)."""
+    from llmledger.gateway.credentials import list_providers
+
+    with database() as session:
+        found = list_providers(session, get_settings(), organization_named(session, org).id)
+    if as_json:
+        print_json([{"provider": name, "base_url": url} for name, url in found])
+        return
+    table = Table(title=f"providers of {org}", box=box.SIMPLE_HEAD)
+    table.add_column("provider")
+    table.add_column("upstream")
+    for name, url in found:
+        table.add_row(name, url)
+    console.print(table)
+
+
+@providers_app.command("remove")
+def providers_remove(
+    provider: Annotated[str, typer.Argument(help="the provider whose key to delete")],
+    org: Annotated[str, typer.Option("--org", help="organization name")],
+) -> None:
+    """Delete an organization's key for a provider; its calls are refused from then on."""
+    from llmledger.gateway.credentials import remove_provider
+
+    with database() as session:
+        remove_provider(session, organization_named(session, org).id, provider)
+    console.print(f"{provider} key removed for {org}")

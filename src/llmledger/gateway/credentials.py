@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -14,7 +15,26 @@ from llmledger.kit.errors import ApiError, FieldError
 from llmledger.kit.settings import Settings
 from llmledger.models import ProviderCredential
 
-PROVIDERS = ("openai", "anthropic")
+# Providers that speak OpenAI's wire format, with their public base URLs (what comes before
+# /chat/completions). The names are the price catalog's, so their calls are priced.
+OPENAI_COMPATIBLE = {
+    "openai": "https://api.openai.com/v1",
+    "deepseek": "https://api.deepseek.com/v1",
+    "groq": "https://api.groq.com/openai/v1",
+    "mistral": "https://api.mistral.ai/v1",
+    "x-ai": "https://api.x.ai/v1",
+    "together": "https://api.together.xyz/v1",
+    "fireworks": "https://api.fireworks.ai/inference/v1",
+    "openrouter": "https://openrouter.ai/api/v1",
+    "google": "https://generativelanguage.googleapis.com/v1beta/openai",
+    "perplexity": "https://api.perplexity.ai",
+    "cerebras": "https://api.cerebras.ai/v1",
+    "moonshotai": "https://api.moonshot.ai/v1",
+}
+PROVIDERS = ("anthropic", *OPENAI_COMPATIBLE)
+# Any other name is a provider of the organization's own (a self-hosted vLLM, a proxy) that
+# speaks OpenAI's format at the base URL it is given.
+_OWN_PROVIDER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
 def _fernet(secret_key: str) -> Fernet:
@@ -37,8 +57,13 @@ def set_provider(
     api_key: str,
     base_url: str | None = None,
 ) -> ProviderCredential:
-    if provider not in PROVIDERS:
-        raise FieldError("provider", f"must be one of {', '.join(PROVIDERS)}")
+    if not _OWN_PROVIDER.match(provider):
+        raise FieldError("provider", "must be lowercase letters, digits, '.', '_' or '-'")
+    if provider not in PROVIDERS and base_url is None:
+        raise FieldError(
+            "base_url",
+            f"is required for {provider!r}; llmledger knows the URLs of {', '.join(PROVIDERS)}",
+        )
     if not api_key.strip():
         raise FieldError("api_key", "must not be empty")
     if base_url is not None and not base_url.startswith(("http://", "https://")):
@@ -55,6 +80,27 @@ def set_provider(
     row.base_url = base_url.rstrip("/") if base_url else None
     session.flush()
     return row
+
+
+def list_providers(session: Session, settings: Settings, org_id: int) -> list[tuple[str, str]]:
+    """The organization's providers and the base URL each call goes to (never the keys)."""
+    rows = session.execute(
+        select(ProviderCredential.provider, ProviderCredential.base_url)
+        .where(ProviderCredential.organization_id == org_id)
+        .order_by(ProviderCredential.provider)
+    )
+    return [(name, base_url or default_base_url(settings, name)) for name, base_url in rows]
+
+
+def remove_provider(session: Session, org_id: int, provider: str) -> None:
+    row = session.scalar(
+        select(ProviderCredential).where(
+            ProviderCredential.organization_id == org_id, ProviderCredential.provider == provider
+        )
+    )
+    if row is None:
+        raise FieldError("provider", f"no {provider} key is stored for this organization")
+    session.delete(row)
 
 
 def upstream_for(session: Session, settings: Settings, org_id: int, provider: str) -> Upstream:
@@ -78,8 +124,25 @@ def upstream_for(session: Session, settings: Settings, org_id: int, provider: st
             "provider_key_unreadable",
             "the stored provider key was encrypted with another secret",
         ) from None
-    default = settings.openai_base_url if provider == "openai" else settings.anthropic_base_url
-    return Upstream(provider, api_key, (row.base_url or default).rstrip("/"))
+    return Upstream(provider, api_key, (row.base_url or default_base_url(settings, provider)))
+
+
+def default_base_url(settings: Settings, provider: str) -> str:
+    if provider == "openai":
+        return settings.openai_base_url.rstrip("/")
+    if provider == "anthropic":
+        return settings.anthropic_base_url.rstrip("/")
+    return OPENAI_COMPATIBLE[provider]
+
+
+def route(model: str, named: str | None) -> tuple[str, str]:
+    """Which provider an OpenAI-format call goes to, and the model name to send it: a known
+    provider's prefix (`deepseek/deepseek-chat`, `openrouter/anthropic/claude-sonnet-4`), else
+    the provider the x-llmledger-provider header names, else OpenAI."""
+    prefix, _, rest = model.partition("/")
+    if rest and prefix in OPENAI_COMPATIBLE:
+        return prefix, rest
+    return (named.strip().lower() if named else "openai"), model
 
 
 def configured_providers(sessions: sessionmaker[Session], secret: str) -> set[str] | None:

@@ -21,6 +21,7 @@ from llmledger.core.money import as_text
 from llmledger.core.pricing import TokenUsage
 from llmledger.core.tokens import count_messages, count_text, count_tools
 from llmledger.gateway import flow
+from llmledger.gateway.credentials import route
 from llmledger.gateway.streams import StreamTally
 from llmledger.gateway.wire import anthropic_error, anthropic_usage, openai_error, openai_usage
 from llmledger.kit.errors import ApiError
@@ -182,8 +183,8 @@ async def _proxy(
     body: bytes,
     stream: bool,
     usage_of: Callable[[dict[str, Any]], TokenUsage | None],
-    hide_usage_chunk: bool = False,
-    wire: str | None = None,
+    hide_usage_chunk: bool,
+    wire: str,
 ) -> Response:
     client: aiohttp.ClientSession = request.app.state.upstream
     started = time.perf_counter()
@@ -213,7 +214,7 @@ async def _proxy(
         return Response(content, upstream.status, passed, "application/json")
     passed.update(_cost_headers(admitted, None))
     return StreamingResponse(
-        _relay(request, admitted, upstream, started, hide_usage_chunk, wire or admitted.provider),
+        _relay(request, admitted, upstream, started, hide_usage_chunk, wire),
         status_code=upstream.status,
         media_type="text/event-stream",
         headers=passed,
@@ -299,13 +300,52 @@ def _input_tokens(
         return JSONResponse(shape(message, "invalid_request"), status_code=400)
 
 
+async def _openai_call(
+    request: Request,
+    body: dict[str, Any],
+    route: tuple[str, str],
+    tokens: int,
+    max_out: int,
+    path: str,
+    changes: dict[str, Any] | None = None,
+    hide_usage_chunk: bool = False,
+    wire: str = "openai",
+) -> Response:
+    """Admit an OpenAI-format call and forward it to the provider it is routed to."""
+    provider, model = route
+    who = _who(request, _openai_user(body))
+    admitted = await _admit(request, _openai_shape, provider, model, tokens, max_out, who)
+    if isinstance(admitted, JSONResponse):
+        return admitted
+    changes = dict(changes or {})
+    if model != body["model"]:
+        changes["model"] = model  # without the provider prefix, as the provider knows it
+    payload = orjson.dumps({**body, **changes}) if changes else await request.body()
+    return await _proxy(
+        request,
+        _openai_shape,
+        admitted,
+        f"{admitted.upstream.base_url}{path}",
+        {"Authorization": f"Bearer {admitted.upstream.api_key}"},
+        payload,
+        bool(body.get("stream")),
+        lambda d: openai_usage(d.get("usage")),
+        hide_usage_chunk,
+        wire,
+    )
+
+
+def _route(request: Request, body: dict[str, Any]) -> tuple[str, str]:
+    return route(body["model"], request.headers.get("x-llmledger-provider"))
+
+
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     """OpenAI Chat Completions, streamed or not, estimated, enforced and recorded."""
     body = await _body(request, _openai_shape, "messages")
     if isinstance(body, JSONResponse):
         return body
-    model = body["model"]
+    provider, model = _route(request, body)
     tokens = _input_tokens(_openai_shape, body["messages"], body, model)
     if isinstance(tokens, JSONResponse):
         return tokens
@@ -315,31 +355,14 @@ async def chat_completions(request: Request) -> Response:
         or body.get("max_tokens")
         or settings.default_max_output_tokens
     )
-    user = _openai_user(body)
-    admitted = await _admit(
-        request, _openai_shape, "openai", model, tokens, max_out, _who(request, user)
-    )
-    if isinstance(admitted, JSONResponse):
-        return admitted
-    stream = bool(body.get("stream"))
-    forwarded = dict(body)
+    changes: dict[str, Any] = {}
     hide = False
-    if stream:  # ask for usage in the stream; hide it again if the caller did not
-        options = dict(forwarded.get("stream_options") or {})
+    if body.get("stream"):  # ask for usage in the stream; hide it again if the caller did not
+        options = dict(body.get("stream_options") or {})
         hide = not options.get("include_usage")
-        options["include_usage"] = True
-        forwarded["stream_options"] = options
-    headers = {"Authorization": f"Bearer {admitted.upstream.api_key}"}
-    return await _proxy(
-        request,
-        _openai_shape,
-        admitted,
-        f"{admitted.upstream.base_url}/chat/completions",
-        headers,
-        orjson.dumps(forwarded) if stream else await request.body(),
-        stream,
-        lambda d: openai_usage(d.get("usage")),
-        hide,
+        changes["stream_options"] = {**options, "include_usage": True}
+    return await _openai_call(
+        request, body, (provider, model), tokens, max_out, "/chat/completions", changes, hide
     )
 
 
@@ -349,27 +372,13 @@ async def embeddings(request: Request) -> Response:
     body = await _body(request, _openai_shape, "input", (str, list))
     if isinstance(body, JSONResponse):
         return body
-    model = body["model"]
+    provider, model = _route(request, body)
     tokens = _embedding_input_tokens(body["input"], model)
     if tokens is None:
         return JSONResponse(
             _openai_shape("'input' must not be empty", "invalid_request"), status_code=400
         )
-    user = _openai_user(body)
-    admitted = await _admit(request, _openai_shape, "openai", model, tokens, 0, _who(request, user))
-    if isinstance(admitted, JSONResponse):
-        return admitted
-    headers = {"Authorization": f"Bearer {admitted.upstream.api_key}"}
-    return await _proxy(
-        request,
-        _openai_shape,
-        admitted,
-        f"{admitted.upstream.base_url}/embeddings",
-        headers,
-        await request.body(),  # as the caller sent it
-        False,
-        lambda d: openai_usage(d.get("usage")),
-    )
+    return await _openai_call(request, body, (provider, model), tokens, 0, "/embeddings")
 
 
 @router.post("/v1/responses")
@@ -378,29 +387,14 @@ async def responses(request: Request) -> Response:
     body = await _body(request, _openai_shape, "input", (str, list))
     if isinstance(body, JSONResponse):
         return body
-    model = body["model"]
+    provider, model = _route(request, body)
     tokens = _input_tokens(_openai_shape, _responses_messages(body), body, model)
     if isinstance(tokens, JSONResponse):
         return tokens
     settings = request.app.state.settings
     max_out = int(body.get("max_output_tokens") or settings.default_max_output_tokens)
-    user = _openai_user(body)
-    admitted = await _admit(
-        request, _openai_shape, "openai", model, tokens, max_out, _who(request, user)
-    )
-    if isinstance(admitted, JSONResponse):
-        return admitted
-    headers = {"Authorization": f"Bearer {admitted.upstream.api_key}"}
-    return await _proxy(
-        request,
-        _openai_shape,
-        admitted,
-        f"{admitted.upstream.base_url}/responses",
-        headers,
-        await request.body(),  # as the caller sent it
-        bool(body.get("stream")),
-        lambda d: openai_usage(d.get("usage")),
-        wire="responses",
+    return await _openai_call(
+        request, body, (provider, model), tokens, max_out, "/responses", wire="responses"
     )
 
 
@@ -474,7 +468,14 @@ async def messages(request: Request) -> Response:
         await request.body(),  # as the caller sent it
         bool(body.get("stream")),
         lambda d: anthropic_usage(d.get("usage")),
+        hide_usage_chunk=False,
+        wire="anthropic",
     )
+
+
+def _listed_id(provider: str, model: str) -> str:
+    """The name that routes a call to the model: other providers' models carry a prefix."""
+    return model if provider in ("openai", "anthropic") else f"{provider}/{model}"
 
 
 @router.get("/v1/models")
@@ -491,7 +492,12 @@ async def models(request: Request) -> Response:
         )
     now = datetime.now(UTC)
     data = [
-        {"id": v.model, "object": "model", "created": 0, "owned_by": v.provider}
+        {
+            "id": _listed_id(v.provider, v.model),
+            "object": "model",
+            "created": 0,
+            "owned_by": v.provider,
+        }
         for v in sorted(state.price_book.current_versions(now), key=lambda v: (v.provider, v.model))
         if v.provider in providers
     ]
