@@ -99,3 +99,36 @@ def test_models_lists_other_providers_models_by_the_name_that_routes_them(
     assert models["deepseek/deepseek-chat"] == "deepseek"
     assert any(name.startswith("groq/") for name in models)
     assert "gpt-4o" not in models
+
+
+def test_a_price_the_organization_gives_its_own_model_is_charged(
+    gateway: Gateway, upstream_url: str
+) -> None:
+    tenant = _tenant_with(gateway, upstream_url, "gpu-box")
+    model = "llama-3.3-70b-internal"
+    httpx.post(
+        f"{gateway.url}/api/v1/prices/overrides",
+        json={
+            "provider": "gpu-box",
+            "model": model,
+            "effective_from": "2020-01-01T00:00:00Z",
+            "input_mtok": "0.10",
+            "output_mtok": "0.40",
+        },
+        headers=tenant.headers,
+    ).raise_for_status()
+    client = openai.OpenAI(
+        base_url=f"{gateway.url}/v1",
+        api_key=tenant.key,
+        max_retries=0,
+        default_headers={"x-llmledger-provider": "gpu-box"},
+    )
+    client.chat.completions.create(model=model, messages=MESSAGES)
+    [event] = _events(gateway, tenant)
+    usage = fake_upstream.OPENAI_USAGE
+    expected = (
+        Decimal(usage["prompt_tokens"]) * Decimal("0.10")
+        + Decimal(usage["completion_tokens"]) * Decimal("0.40")
+    ) / 1_000_000
+    assert event["pricing_status"] == "priced"
+    assert Decimal(event["cost"]["total"]) == expected
