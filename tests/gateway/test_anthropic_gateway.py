@@ -124,3 +124,15 @@ def test_concurrent_calls_never_overspend_a_hard_budget(gateway: Gateway, caller
     spent = sum(Decimal(e["cost"]["total"]) for e in recorded)
     assert 0 < allowed < 40 and len(recorded) == allowed
     assert spent <= Decimal("0.05")
+
+
+def test_token_counting_passes_through_and_is_not_charged(gateway: Gateway, caller: Tenant) -> None:
+    client = sdk(gateway, caller)
+    counted = client.messages.count_tokens(model="claude-sonnet-4-5", messages=MESSAGES * 3)
+    assert counted.input_tokens == 21  # the upstream's own answer
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(
+            base_url=gateway.url, api_key="llk_nope", max_retries=0
+        ).messages.count_tokens(model="claude-sonnet-4-5", messages=MESSAGES)
+    client.messages.create(model="claude-sonnet-4-6", max_tokens=100, messages=MESSAGES)
+    assert len(events(gateway, caller, 1)) == 1  # only the message, not the counting

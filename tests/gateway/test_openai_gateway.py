@@ -215,8 +215,12 @@ def test_unknown_key_is_refused(gateway: Gateway) -> None:
 
 
 def test_models_lists_the_configured_providers_models(gateway: Gateway, caller: Tenant) -> None:
-    ids = {m.id for m in sdk(gateway, caller).models.list()}
+    client = sdk(gateway, caller)
+    ids = {m.id for m in client.models.list()}
     assert "gpt-4o" in ids and "claude-sonnet-4-5" in ids
+    assert client.models.retrieve("gpt-4o").owned_by == "openai"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("deepseek/deepseek-chat")  # no deepseek key here
 
 
 def _wait_for_events(gateway: Gateway, caller: Tenant, n: int) -> list[dict[str, object]]:

@@ -21,7 +21,7 @@ from llmledger.core.money import as_text
 from llmledger.core.pricing import TokenUsage
 from llmledger.core.tokens import count_messages, count_text, count_tools
 from llmledger.gateway import flow
-from llmledger.gateway.credentials import route
+from llmledger.gateway.credentials import Upstream, route
 from llmledger.gateway.streams import StreamTally
 from llmledger.gateway.wire import anthropic_error, anthropic_usage, openai_error, openai_usage
 from llmledger.kit.errors import ApiError
@@ -122,15 +122,20 @@ async def _admit(
         if fast is not None:
             return fast
         return await run_in_threadpool(gateway.admit, secret, provider, model, tokens, max_out, who)
-    except flow.Refused as refused:
-        return JSONResponse(shape(refused.message, refused.code), status_code=refused.status)
-    except ApiError as exc:
+    except (flow.Refused, ApiError, SQLAlchemyError) as exc:
+        return _refusal(shape, exc)
+
+
+def _refusal(shape: ErrorShape, exc: Exception) -> JSONResponse:
+    """Why a call was not sent, in the provider's error shape."""
+    if isinstance(exc, flow.Refused):
+        return JSONResponse(shape(exc.message, exc.code), status_code=exc.status)
+    if isinstance(exc, ApiError):
         return JSONResponse(shape(exc.message, exc.code), status_code=exc.status_code)
-    except SQLAlchemyError:
-        # Budgets cannot be checked, so the call is not sent (and not paid for).
-        log.exception("gateway admission could not reach the database")
-        message = "llmledger cannot reach its database; the call was not sent"
-        return JSONResponse(shape(message, "database_unavailable"), status_code=503)
+    # Budgets and keys cannot be checked, so the call is not sent (and not paid for).
+    log.error("the gateway could not reach the database: %s", exc)
+    message = "llmledger cannot reach its database; the call was not sent"
+    return JSONResponse(shape(message, "database_unavailable"), status_code=503)
 
 
 def _finish(
@@ -453,18 +458,12 @@ async def messages(request: Request) -> Response:
     )
     if isinstance(admitted, JSONResponse):
         return admitted
-    headers = {
-        "x-api-key": admitted.upstream.api_key,
-        "anthropic-version": request.headers.get("anthropic-version", "2023-06-01"),
-    }
-    if request.headers.get("anthropic-beta"):
-        headers["anthropic-beta"] = request.headers["anthropic-beta"]
     return await _proxy(
         request,
         _anthropic_shape,
         admitted,
         f"{admitted.upstream.base_url}/v1/messages",
-        headers,
+        _anthropic_headers(request, admitted.upstream),
         await request.body(),  # as the caller sent it
         bool(body.get("stream")),
         lambda d: anthropic_usage(d.get("usage")),
@@ -473,32 +472,90 @@ async def messages(request: Request) -> Response:
     )
 
 
+def _anthropic_headers(request: Request, upstream: Upstream) -> dict[str, str]:
+    headers = {
+        "x-api-key": upstream.api_key,
+        "anthropic-version": request.headers.get("anthropic-version", "2023-06-01"),
+    }
+    if request.headers.get("anthropic-beta"):
+        headers["anthropic-beta"] = request.headers["anthropic-beta"]
+    return headers
+
+
+@router.post("/v1/messages/count_tokens")
+async def count_message_tokens(request: Request) -> Response:
+    """Anthropic's token counting: free at the provider, so passed through and not recorded."""
+    gateway: flow.Gateway = request.app.state.gateway
+    try:
+        upstream = await run_in_threadpool(gateway.upstream, _secret(request), "anthropic")
+    except (flow.Refused, ApiError, SQLAlchemyError) as exc:
+        return _refusal(_anthropic_shape, exc)
+    client: aiohttp.ClientSession = request.app.state.upstream
+    headers = {**_anthropic_headers(request, upstream), "content-type": "application/json"}
+    try:
+        async with client.post(
+            f"{upstream.base_url}/v1/messages/count_tokens",
+            data=await request.body(),
+            headers=headers,
+        ) as answer:
+            content = await answer.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return _upstream_failed(_anthropic_shape, exc)
+    media = answer.headers.get("content-type", "application/json")
+    return Response(content, answer.status, _passed_headers(answer), media)
+
+
 def _listed_id(provider: str, model: str) -> str:
     """The name that routes a call to the model: other providers' models carry a prefix."""
     return model if provider in ("openai", "anthropic") else f"{provider}/{model}"
 
 
-@router.get("/v1/models")
-async def models(request: Request) -> Response:
-    """The models this organization may call: every catalog model of its configured providers."""
+async def _models(request: Request) -> list[dict[str, Any]] | JSONResponse:
+    """Every catalog model of the providers the caller's organization has keys for."""
     from llmledger.gateway.credentials import configured_providers
 
     state = request.app.state
-    providers = await run_in_threadpool(configured_providers, state.sessions, _secret(request))
+    try:
+        providers = await run_in_threadpool(configured_providers, state.sessions, _secret(request))
+    except SQLAlchemyError as exc:
+        return _refusal(_openai_shape, exc)
     if providers is None:
         return JSONResponse(
             _openai_shape("unknown or revoked llmledger API key", "invalid_api_key"),
             status_code=401,
         )
-    now = datetime.now(UTC)
-    data = [
+    versions = sorted(
+        state.price_book.current_versions(datetime.now(UTC)), key=lambda v: (v.provider, v.model)
+    )
+    return [
         {
             "id": _listed_id(v.provider, v.model),
             "object": "model",
             "created": 0,
             "owned_by": v.provider,
         }
-        for v in sorted(state.price_book.current_versions(now), key=lambda v: (v.provider, v.model))
+        for v in versions
         if v.provider in providers
     ]
-    return JSONResponse({"object": "list", "data": data})
+
+
+@router.get("/v1/models")
+async def models(request: Request) -> Response:
+    """The models this organization may call (OpenAI's list format)."""
+    found = await _models(request)
+    if isinstance(found, JSONResponse):
+        return found
+    return JSONResponse({"object": "list", "data": found})
+
+
+@router.get("/v1/models/{model_id:path}")
+async def model(request: Request, model_id: str) -> Response:
+    """One model this organization may call, or 404 in OpenAI's shape."""
+    found = await _models(request)
+    if isinstance(found, JSONResponse):
+        return found
+    for item in found:
+        if item["id"] == model_id:
+            return JSONResponse(item)
+    message = f"the model {model_id!r} does not exist or this organization has no key for it"
+    return JSONResponse(_openai_shape(message, "model_not_found"), status_code=404)

@@ -116,16 +116,8 @@ class Gateway:
         """Authenticate, price the worst case, check every budget and hold it; commit the hold."""
         self.admissions["thread"] += 1
         with unit_of_work(self.sessions) as session:
-            key = hashlib.sha256(secret.encode()).hexdigest()
-            principal = self._principals.get(
-                key, lambda: authenticate(session, secret), lambda p: p is not None
-            )
-            if principal is None:
-                raise Refused(401, "unknown or revoked llmledger API key", "invalid_api_key")
+            principal, upstream = self._caller(session, secret, provider)
             org_id = principal.organization_id
-            upstream = self._upstreams.get(
-                (org_id, provider), lambda: upstream_for(session, self.settings, org_id, provider)
-            )
             now = datetime.now(UTC)
             prices = self._prices.get(org_id, lambda: load_org_prices(session, org_id))
             quote = Pricer(self.book, prices).quote(model, provider, now)
@@ -173,6 +165,25 @@ class Gateway:
                 quote,
                 decision.held,
             )
+
+    def _caller(self, session: Session, secret: str, provider: str) -> tuple[Principal, Upstream]:
+        """Who is calling, and where their calls to `provider` go."""
+        key = hashlib.sha256(secret.encode()).hexdigest()
+        principal = self._principals.get(
+            key, lambda: authenticate(session, secret), lambda p: p is not None
+        )
+        if principal is None:
+            raise Refused(401, "unknown or revoked llmledger API key", "invalid_api_key")
+        org_id = principal.organization_id
+        upstream = self._upstreams.get(
+            (org_id, provider), lambda: upstream_for(session, self.settings, org_id, provider)
+        )
+        return principal, upstream
+
+    def upstream(self, secret: str, provider: str) -> Upstream:
+        """The caller's upstream, for calls the provider does not charge (token counting)."""
+        with unit_of_work(self.sessions) as session:
+            return self._caller(session, secret, provider)[1]
 
     async def admit_fast(
         self,
