@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -270,3 +271,39 @@ def test_gateway_keeps_serving_through_a_database_outage_and_records_everything_
         status = httpx.get(f"{url}/api/v1/budgets", headers=tenant.headers).json()[0]["status"][0]
         assert Decimal(status["reserved"]) == 0
         assert Decimal(status["spent"]) == sum(Decimal(e["cost"]["total"]) for e in events)
+
+
+def test_a_call_the_database_rejects_does_not_hold_back_the_others(
+    settings: Settings, sessions: sessionmaker[Session], book: PriceBook, database_url: str
+) -> None:
+    tenant = create_tenant(database_url)
+    enforcer = Enforcer(make_store(settings), timedelta(minutes=15))
+    gateway = Gateway(sessions, book, enforcer, settings)
+    try:
+        admitted = _admit_calls(gateway, tenant, sessions, 3)
+        calls = [_finished(gateway, a) for a in admitted]
+    finally:
+        gateway.close()
+    # An organization the database has never heard of: a foreign key refuses the call.
+    ghost = Finished(
+        replace(calls[0].principal, organization_id=10**9),
+        calls[0].event.model_copy(update={"client_request_id": "gw_ghost"}),
+    )
+    away = make_engine(AWAY)
+    down = Recorder(make_sessionmaker(away), book, enforcer, Path(settings.spool_dir))
+    for call in [ghost, *calls]:
+        down.submit(call)
+    down.flush()
+    down.close()
+    away.dispose()
+
+    up = Recorder(sessions, book, enforcer, Path(settings.spool_dir))
+    try:
+        _wait(lambda: len(up.spool.pending) == 1)
+        assert _ledger(sessions, tenant) == 3
+        assert [c.event.client_request_id for c in up.spool.pending] == ["gw_ghost"]
+        assert _line(enforcer, sessions, admitted[0]).reserved == 0
+    finally:
+        up.close()
+    [kept] = list(Path(settings.spool_dir).glob("recorder-*.jsonl"))  # the ghost, for an operator
+    assert "gw_ghost" in kept.read_text()

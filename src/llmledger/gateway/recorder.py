@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from llmledger.budgets.enforcement import Enforcer
@@ -129,23 +130,24 @@ class Recorder:
             self._next_replay = time.monotonic() + self._retry
 
     def _replay(self) -> None:
-        """Write the spooled calls: all at once, else one by one (a call the database rejects
-        must not hold back the others). What still fails waits, with a growing pause."""
-        waiting = list(self.spool.pending)
+        """Write the spooled calls in batches; a batch that fails goes one by one, so a call
+        the database rejects does not hold back the others. Stops at a batch of which
+        nothing goes in (the database is likely still away). What is left waits, with a
+        growing pause."""
         written: list[Finished] = []
+        waiting = list(self.spool.pending) if self._reachable() else []
         for start in range(0, len(waiting), self._max_batch):
             chunk = waiting[start : start + self._max_batch]
             try:
                 self._write(chunk)
                 written += chunk
+                continue
             except Exception:
-                for call in chunk:
-                    try:
-                        self._write([call])
-                        written.append(call)
-                    except Exception:
-                        log.exception("a spooled gateway call still cannot be recorded")
-                        break  # the database is likely still away: wait before trying more
+                log.warning("a batch of spooled gateway calls failed; trying them one by one")
+            alone = [call for call in chunk if self._write_alone(call)]
+            written += alone
+            if not alone:
+                break
         if written:
             self.spool.recorded(written)
             log.info("%d spooled gateway calls recorded", len(written))
@@ -154,6 +156,25 @@ class Recorder:
         else:
             self._retry = self._retry_first
         self._next_replay = time.monotonic() + self._retry
+
+    def _reachable(self) -> bool:
+        try:
+            with unit_of_work(self._sessions) as session:
+                session.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("the database is still away (%s); spooled calls wait", exc)
+            return False
+        return True
+
+    def _write_alone(self, call: Finished) -> bool:
+        try:
+            self._write([call])
+        except Exception:
+            log.exception(
+                "spooled gateway call %s cannot be recorded", call.event.client_request_id
+            )
+            return False
+        return True
 
     def _write(self, batch: Sequence[Finished]) -> None:
         by_key: dict[Principal, list[Finished]] = defaultdict(list)
