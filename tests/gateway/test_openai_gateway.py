@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import httpx
@@ -127,6 +129,35 @@ def test_tools_offered_count_toward_the_tokens_per_prompt_limit(
         )
     assert "tokens per prompt" in str(refused.value)
     assert len(ledger(gateway, caller, expect=1)) == 1  # the refused call was not sent
+
+
+def test_a_budget_created_while_a_call_runs_is_charged_for_it(
+    gateway: Gateway, caller: Tenant
+) -> None:
+    """The call's hold knows only the budgets of its admission; the one created meanwhile
+    still gets the call's cost when it is recorded, and the first is not charged twice."""
+    budgets = f"{gateway.url}/api/v1/budgets"
+    monthly = {"scope": "organization", "monthly_limit": "50", "action": "block"}
+    httpx.post(budgets, json=monthly, headers=caller.headers).raise_for_status()
+    client = sdk(gateway, caller, **{"x-llmledger-team": "research"})
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(
+            client.chat.completions.create,
+            model="gpt-4o",
+            messages=MESSAGES,
+            max_tokens=100,
+            stop=["SLOW"],  # the upstream takes 3 s
+        )
+        time.sleep(1)
+        team = {"scope": "team:research", "daily_limit": "20", "action": "warn"}
+        httpx.post(budgets, json=team, headers=caller.headers).raise_for_status()
+        running.result()
+    [event] = ledger(gateway, caller, expect=1)
+    cost = Decimal(event["cost"]["total"])
+    lines = httpx.get(budgets, headers=caller.headers).json()
+    spent = sorted(Decimal(b["status"][0]["spent"]) for b in lines)
+    reserved = [Decimal(b["status"][0]["reserved"]) for b in lines]
+    assert spent == [cost, cost] and reserved == [0, 0]
 
 
 def test_stream_is_relayed_and_recorded_from_the_usage_the_provider_sends(

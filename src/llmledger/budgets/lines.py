@@ -48,6 +48,9 @@ class Attribution:
         return found
 
 
+LineIdentity = tuple[int, int, str]  # budget id, allocation id (0: none), period kind
+
+
 @dataclass(frozen=True)
 class Line:
     budget_id: int
@@ -63,6 +66,12 @@ class Line:
     @property
     def key(self) -> tuple[int, int, str]:
         return (self.budget_id, self.allocation_id, self.period.key)
+
+    @property
+    def identity(self) -> LineIdentity:
+        """The line whatever its period: a call that ends in the next period than the one it
+        was held in is still the same line's."""
+        return (self.budget_id, self.allocation_id, self.period.kind)
 
 
 @dataclass(frozen=True)

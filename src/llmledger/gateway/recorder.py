@@ -178,27 +178,31 @@ class Recorder:
 
     def _write(self, batch: Sequence[Finished]) -> None:
         by_key: dict[Principal, list[Finished]] = defaultdict(list)
-        for item in batch:
+        # A call twice in one batch (spool files that overlap after a crash) counts once.
+        for item in {i.event.client_request_id: i for i in reversed(batch)}.values():
             by_key[item.principal].append(item)
         with unit_of_work(self._sessions) as session:
             for principal, items in by_key.items():
                 pricer = Pricer(self._book, load_org_prices(session, principal.organization_id))
-                loose = [i.event for i in items if i.held is None]
-                if loose:  # calls without a hold are charged as recorded usage
-                    record_usage(session, pricer, principal, loose, self._enforcer)
-                held = [i for i in items if i.held is not None]
-                if not held:
-                    continue
-                recorded = record_usage(session, pricer, principal, [i.event for i in held])
-                self._enforcer.settle_many(
-                    session,
-                    [
-                        (item.held, to_nanos(event.cost.total) if event.cost else 0)
-                        for item, event in zip(held, recorded.events, strict=True)
-                        # A replay of a call already in the ledger was settled with it.
-                        if item.held is not None and not event.duplicate
-                    ],
+                # Budgets are read afresh: one created after a call was admitted (its hold
+                # does not know it) is charged for the call too.
+                held = {
+                    str(i.event.client_request_id): frozenset(ln.identity for ln in i.held.lines)
+                    for i in items
+                    if i.held is not None
+                }
+                recorded = record_usage(
+                    session, pricer, principal, [i.event for i in items], self._enforcer, held
                 )
+                events = {e.client_request_id: e for e in recorded.events}
+                settlements = []
+                for item in items:
+                    event = events[str(item.event.client_request_id)]
+                    # A replay of a call already in the ledger was settled with it.
+                    if item.held is not None and not event.duplicate:
+                        cost = to_nanos(event.cost.total) if event.cost else 0
+                        settlements.append((item.held, cost))
+                self._enforcer.settle_many(session, settlements)
 
 
 # Put on the queue to wake the recorder for a replay.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from llmledger.accounts.service import Principal, department_ids, team_ids, user_ids
 from llmledger.budgets.enforcement import Enforcer
-from llmledger.budgets.lines import Attribution, Line
+from llmledger.budgets.lines import Attribution, Line, LineIdentity
 from llmledger.budgets.rules import load_rules
 from llmledger.core.money import ZERO, to_nanos
 from llmledger.core.pricing import TokenUsage
@@ -53,11 +54,14 @@ def record_usage(
     principal: Principal,
     events: list[UsageIn],
     enforcer: Enforcer | None = None,
+    held: Mapping[str, frozenset[LineIdentity]] | None = None,
 ) -> RecordedBatch:
     """Price and store a batch in one statement; replays of a request id record nothing.
 
     With an `enforcer`, each new event's cost is added to the budgets it falls under (in the
-    period of its occurred_at), and thresholds it crosses raise alerts.
+    period of its occurred_at), and thresholds it crosses raise alerts. `held` names, per
+    request id, the budget lines a hold already covers: the caller settles those, and only
+    budgets the hold did not know of (created since) are charged here.
     """
     now = datetime.now(UTC)
     org_id = principal.organization_id
@@ -112,7 +116,7 @@ def record_usage(
             }
         )
 
-    charges = _budget_charges(session, enforcer, principal, rows) if enforcer else {}
+    charges = _budget_charges(session, enforcer, principal, rows, held or {}) if enforcer else {}
     inserted: dict[str, int] = dict(
         insert_returning(session, UsageEvent.__table__, rows, ("client_request_id", "id"))  # type: ignore[arg-type]
     )
@@ -173,7 +177,11 @@ def record_usage(
 
 
 def _budget_charges(
-    session: Session, enforcer: Enforcer, principal: Principal, rows: list[dict[str, Any]]
+    session: Session,
+    enforcer: Enforcer,
+    principal: Principal,
+    rows: list[dict[str, Any]],
+    held: Mapping[str, frozenset[LineIdentity]],
 ) -> dict[str, list[tuple[Line, int]]]:
     """For each priced row, the budget lines its cost goes to; counters are made ready
     before the rows are inserted (a new counter starts from the ledger's sum)."""
@@ -192,7 +200,14 @@ def _budget_charges(
             row["department_id"],
             row["api_key_id"],
         )
-        lines = rules.lines(who, row["occurred_at"], principal.time_zone)
+        covered = held.get(row["client_request_id"], frozenset())
+        lines = [
+            line
+            for line in rules.lines(who, row["occurred_at"], principal.time_zone)
+            if line.identity not in covered
+        ]
+        if not lines:
+            continue
         nanos = to_nanos(row["cost_total"])
         charges[row["client_request_id"]] = [(line, nanos) for line in lines]
         every.update((line.key, line) for line in lines)
