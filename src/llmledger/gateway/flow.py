@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from llmledger.accounts.service import Principal, authenticate
@@ -25,6 +27,7 @@ from llmledger.gateway.credentials import Upstream, upstream_for
 from llmledger.gateway.recorder import Recorder
 from llmledger.gateway.spool import Finished
 from llmledger.kit.db import unit_of_work
+from llmledger.kit.group_commit import GroupCommit
 from llmledger.kit.settings import Settings
 from llmledger.kit.ttl_cache import TtlCache
 from llmledger.pricing.book import OrgPrices, PriceBook, PriceQuote
@@ -98,6 +101,8 @@ class Gateway:
             30
         )
         self.recorder = Recorder(sessions, book, enforcer, Path(settings.spool_dir))
+        # Calls admitted in worker threads at the same moment share one hold transaction.
+        self._holds: GroupCommit[Call, Decision] = GroupCommit(self._hold_batch)
         # How admissions went, for tests and operators: on the event loop, or in a thread.
         self.admissions = {"fast": 0, "thread": 0}
 
@@ -144,27 +149,28 @@ class Gateway:
             call = Call(
                 rules, owner, principal.time_zone, amount, input_tokens + max_output_tokens, now
             )
-            enforcer = self.enforcer
-            decision = (
-                enforcer.reserve(session, call)
-                if quote is not None
-                else enforcer.check(session, call)
-            )
-            if decision.blocked:
-                raise Refused(
-                    429, "; ".join(decision.reasons) or "budget exceeded", "budget_exceeded"
-                )
-            return Admitted(
-                principal,
-                provider,
-                model,
-                input_tokens,
-                upstream,
-                decision,
-                who,
-                quote,
-                decision.held,
-            )
+            if quote is None:
+                decision = self.enforcer.check(session, call)
+        if quote is not None:
+            decision = self._holds.submit(call)
+        if decision.blocked:
+            raise Refused(429, "; ".join(decision.reasons) or "budget exceeded", "budget_exceeded")
+        return Admitted(
+            principal, provider, model, input_tokens, upstream, decision, who, quote, decision.held
+        )
+
+    def _hold_batch(self, calls: Sequence[Call]) -> list[Decision]:
+        """Holds for calls admitted at the same moment, in one transaction: one commit (and,
+        on SQL counters, one turn at the hot counter rows) for all of them."""
+        try:
+            with unit_of_work(self.sessions) as session:
+                return [self.enforcer.reserve(session, call) for call in calls]
+        except DBAPIError:
+            if len(calls) == 1:
+                raise
+            # E.g. a deadlock with another process's batch over the same counters: each alone.
+            log.warning("a batch of %d holds failed; holding them one by one", len(calls))
+            return [self._hold_batch([call])[0] for call in calls]
 
     def _caller(self, session: Session, secret: str, provider: str) -> tuple[Principal, Upstream]:
         """Who is calling, and where their calls to `provider` go."""
