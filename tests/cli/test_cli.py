@@ -141,7 +141,10 @@ def test_orgs_and_keys_on_a_fresh_database(tmp_path: Path, monkeypatch: pytest.M
         assert missing.exit_code == 2
 
         providers = ["providers", "set", "--org", "acme"]
-        assert runner.invoke(app, [*providers, "deepseek", "--api-key", "sk-ds"]).exit_code == 0
+        # A key read from a file keeps its newline; it is stripped, not sent to the provider.
+        assert runner.invoke(app, [*providers, "deepseek", "--api-key", "sk-ds\r\n"]).exit_code == 0
+        bad_key = runner.invoke(app, [*providers, "groq", "--api-key", "gsk\x00x"])
+        assert bad_key.exit_code == 2 and "control characters" in bad_key.stderr
         own = [*providers, "gpu-box", "--api-key", "x", "--base-url", "http://10.0.0.5:8000/v1/"]
         assert runner.invoke(app, own).exit_code == 0
         unknown = runner.invoke(app, [*providers, "gpu-box-2", "--api-key", "x"])

@@ -37,6 +37,7 @@ PROVIDER_HEADERS = {
     "x-ratelimit-remaining-requests": "4999",
     "openai-processing-ms": "12",
     "set-cookie": "upstream=1",  # not the caller's business
+    "openai-organization": "operator-org-123",  # the operator's account: not passed on
 }
 
 app = FastAPI()
@@ -70,6 +71,8 @@ async def chat(request: Request) -> Response:
             500,
             headers={"x-request-id": "req_failed_456"},
         )
+    if _wants(body, "REDIRECT"):
+        return Response(status_code=307, headers={"location": "http://attacker.invalid/v1"})
     if _wants(body, "SLOW"):
         await asyncio.sleep(3)
     if not body.get("stream"):

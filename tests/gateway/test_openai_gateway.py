@@ -90,7 +90,7 @@ def test_provider_headers_reach_the_caller_and_cookies_do_not(
     assert raw.parse()._request_id == "req_fake_123"  # what users quote to OpenAI support
     assert raw.headers["x-ratelimit-remaining-requests"] == "4999"
     assert raw.headers["openai-processing-ms"] == "12"
-    assert "set-cookie" not in raw.headers
+    assert "set-cookie" not in raw.headers and "openai-organization" not in raw.headers
     with client.chat.completions.with_streaming_response.create(
         model="gpt-4o", messages=MESSAGES, stream=True
     ) as streamed:

@@ -88,6 +88,10 @@ def test_a_provider_of_the_organizations_own_is_named_by_header(
     [event] = _events(gateway, tenant)
     assert event["provider"] == "gpu-box" and event["model"] == "meta-llama/Llama-3.3-70B-Instruct"
     assert event["pricing_status"] == "unpriced" and event["cost"] is None  # never $0
+    # The header wins over a prefix that names a public provider: the model is the server's.
+    client.chat.completions.create(model="openai/gpt-oss-120b", messages=MESSAGES)
+    assert fake_upstream.seen[-1]["model"] == "openai/gpt-oss-120b"
+    assert _events(gateway, tenant)[0]["provider"] == "gpu-box"
 
 
 def test_models_lists_other_providers_models_by_the_name_that_routes_them(

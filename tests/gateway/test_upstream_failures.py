@@ -83,6 +83,27 @@ def test_an_unreachable_upstream_answers_502(
     assert _reserved_and_spent(url, tenant) == (0, 0)
 
 
+def test_a_redirect_is_not_followed_and_releases_the_hold(
+    impatient: tuple[str, Settings], database_url: str
+) -> None:
+    """Following it would resend the provider key to wherever the redirect points."""
+    url, settings = impatient
+    tenant = _tenant(database_url, settings)
+    httpx.post(
+        f"{url}/api/v1/budgets",
+        json={"scope": "organization", "monthly_limit": "5"},
+        headers=tenant.headers,
+    )
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key=tenant.key, max_retries=0)
+    for stream in (False, True):
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.chat.completions.create(
+                model="gpt-4o", messages=MESSAGES, stop=["REDIRECT"], stream=stream
+            )
+        assert caught.value.status_code == 502 and "redirect" in caught.value.message
+    assert _reserved_and_spent(url, tenant) == (0, 0)
+
+
 def test_an_organization_without_a_provider_key_is_told_how_to_add_one(
     impatient: tuple[str, Settings], database_url: str
 ) -> None:

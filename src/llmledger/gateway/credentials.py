@@ -64,8 +64,11 @@ def set_provider(
             "base_url",
             f"is required for {provider!r}; llmledger knows the URLs of {', '.join(PROVIDERS)}",
         )
-    if not api_key.strip():
+    api_key = api_key.strip()  # a key read from a file often ends in a newline
+    if not api_key:
         raise FieldError("api_key", "must not be empty")
+    if not api_key.isprintable():
+        raise FieldError("api_key", "must not contain control characters")
     if base_url is not None and not base_url.startswith(("http://", "https://")):
         raise FieldError("base_url", "must be an http(s) URL")
     row = session.scalar(
@@ -136,13 +139,16 @@ def default_base_url(settings: Settings, provider: str) -> str:
 
 
 def route(model: str, named: str | None) -> tuple[str, str]:
-    """Which provider an OpenAI-format call goes to, and the model name to send it: a known
-    provider's prefix (`deepseek/deepseek-chat`, `openrouter/anthropic/claude-sonnet-4`), else
-    the provider the x-llmledger-provider header names, else OpenAI."""
+    """Which provider an OpenAI-format call goes to, and the model name to send it: the
+    provider the x-llmledger-provider header names (the model as written: `openai/gpt-oss-120b`
+    on a server of one's own is that server's), else a known provider's prefix
+    (`deepseek/deepseek-chat`, `openrouter/anthropic/claude-sonnet-4`), else OpenAI."""
+    if named and named.strip():
+        return named.strip().lower(), model
     prefix, _, rest = model.partition("/")
     if rest and prefix in OPENAI_COMPATIBLE:
         return prefix, rest
-    return (named.strip().lower() if named else "openai"), model
+    return "openai", model
 
 
 def configured_providers(sessions: sessionmaker[Session], secret: str) -> set[str] | None:

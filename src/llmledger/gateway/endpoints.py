@@ -165,10 +165,20 @@ def _upstream_failed(shape: ErrorShape, exc: Exception) -> JSONResponse:
     )
 
 
-# Upstream response headers a caller's SDK reads (request ids, rate limits); hop-by-hop and
-# body headers are ours to set.
-_PASSED_HEADERS = ("x-request-id", "request-id", "retry-after")
-_PASSED_PREFIXES = ("openai-", "anthropic-", "x-ratelimit-")
+# Upstream response headers a caller's SDK reads (request ids, rate limits, timing). Not the
+# operator's account identity (openai-organization, openai-project, anthropic-organization-id),
+# and hop-by-hop and body headers are ours to set.
+_PASSED_HEADERS = frozenset(
+    {
+        "x-request-id",
+        "request-id",
+        "retry-after",
+        "retry-after-ms",
+        "openai-processing-ms",
+        "openai-version",
+    }
+)
+_PASSED_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
 
 
 def _passed_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
@@ -195,21 +205,25 @@ async def _proxy(
     started = time.perf_counter()
     headers["content-type"] = "application/json"
     try:
-        upstream = await client.post(url, data=body, headers=headers)
-    except (aiohttp.ClientError, TimeoutError) as exc:
+        # No redirects: following one would resend the provider key to wherever it points.
+        upstream = await client.post(url, data=body, headers=headers, allow_redirects=False)
+    except Exception as exc:  # unreachable, timed out, or a request aiohttp refuses to send
         await _release(request, admitted)
         return _upstream_failed(shape, exc)
     passed = _passed_headers(upstream)
-    if upstream.status >= 400 or not stream:
+    if upstream.status >= 300 or not stream:
         try:
             content = await upstream.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except Exception as exc:
             await _release(request, admitted)
             return _upstream_failed(shape, exc)
         finally:
             upstream.release()
-        if upstream.status >= 400:
+        if upstream.status >= 300:
             await _release(request, admitted)  # nothing is charged for a failed call
+            if upstream.status < 400:
+                message = f"upstream answered {upstream.status} (a redirect), not followed"
+                return JSONResponse(shape(message, "upstream_error"), status_code=502)
             media = upstream.headers.get("content-type", "application/json")
             return Response(content, upstream.status, passed, media)
         data = _json(content)
@@ -238,25 +252,23 @@ async def _relay(
     tally = StreamTally(wire)
     completed = False
     partial = b""
+
+    def kept(lines: list[bytes]) -> list[bytes]:
+        out = []
+        for raw in lines:
+            data = tally.read_line(raw.decode("utf-8", "replace"))
+            if hide_usage_chunk and data and data.get("usage") and not data.get("choices"):
+                continue  # the caller did not ask for the usage chunk we asked for
+            out.append(raw)
+        return out
+
     try:
         async for chunk in upstream.content.iter_any():
             *lines, partial = (partial + chunk).split(b"\n")
-            kept = []
-            for raw in lines:
-                data = tally.read_line(raw.decode("utf-8", "replace"))
-                if (
-                    hide_usage_chunk
-                    and data is not None
-                    and data.get("usage")
-                    and not data.get("choices")
-                ):
-                    continue  # the caller did not ask for the usage chunk we asked for
-                kept.append(raw)
-            if kept:
-                yield b"\n".join(kept) + b"\n"
-        if partial:
-            tally.read_line(partial.decode("utf-8", "replace"))
-            yield partial
+            if passing := kept(lines):
+                yield b"\n".join(passing) + b"\n"
+        if partial and (last := kept([partial])):
+            yield last[0]
         completed = True
         # An upstream that dies mid-stream raises here, and the caller's connection is cut
         # as the provider's was; `finally` still charges what was delivered.
@@ -497,9 +509,10 @@ async def count_message_tokens(request: Request) -> Response:
             f"{upstream.base_url}/v1/messages/count_tokens",
             data=await request.body(),
             headers=headers,
+            allow_redirects=False,
         ) as answer:
             content = await answer.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except Exception as exc:
         return _upstream_failed(_anthropic_shape, exc)
     media = answer.headers.get("content-type", "application/json")
     return Response(content, answer.status, _passed_headers(answer), media)
