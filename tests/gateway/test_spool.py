@@ -4,6 +4,7 @@ idempotent: a call is never recorded or settled twice."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -93,6 +94,21 @@ def _finished(gateway: Gateway, admitted: Admitted) -> Finished:
     return gateway.finished(admitted, TokenUsage(100, 150), latency_ms=5)
 
 
+def _calls_run(
+    settings: Settings, sessions: sessionmaker[Session], book: PriceBook, n: int
+) -> tuple[Tenant, Enforcer, list[Admitted], list[Finished]]:
+    """A new organization with a budget, and `n` of its calls admitted and finished: what a
+    gateway hands its recorder."""
+    tenant = create_tenant(settings.database_url)
+    enforcer = Enforcer(make_store(settings), timedelta(minutes=15))
+    gateway = Gateway(sessions, book, enforcer, settings)
+    try:
+        admitted = _admit_calls(gateway, tenant, sessions, n)
+        return tenant, enforcer, admitted, [_finished(gateway, a) for a in admitted]
+    finally:
+        gateway.close()
+
+
 def _wait(done: Callable[[], bool], seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
     while not done():
@@ -118,14 +134,7 @@ def _line(enforcer: Enforcer, sessions: sessionmaker[Session], admitted: Admitte
 def test_calls_spooled_in_an_outage_are_recorded_once_by_the_next_process(
     settings: Settings, sessions: sessionmaker[Session], book: PriceBook, database_url: str
 ) -> None:
-    tenant = create_tenant(database_url)
-    enforcer = Enforcer(make_store(settings), timedelta(minutes=15))
-    gateway = Gateway(sessions, book, enforcer, settings)
-    try:
-        admitted = _admit_calls(gateway, tenant, sessions, 3)
-        calls = [_finished(gateway, a) for a in admitted]
-    finally:
-        gateway.close()
+    tenant, enforcer, admitted, calls = _calls_run(settings, sessions, book, 3)
     assert _line(enforcer, sessions, admitted[0]).reserved > 0  # held, not yet settled
 
     # The database is away: the recorder keeps the calls on disk and ends with them there.
@@ -161,17 +170,11 @@ def test_calls_spooled_in_an_outage_are_recorded_once_by_the_next_process(
 def test_a_spool_file_of_a_live_recorder_is_not_taken(
     settings: Settings, sessions: sessionmaker[Session], book: PriceBook
 ) -> None:
-    enforcer = Enforcer(make_store(settings), timedelta(minutes=15))
+    tenant, enforcer, _, [call] = _calls_run(settings, sessions, book, 1)
     away = make_engine(AWAY)
     down = Recorder(make_sessionmaker(away), book, enforcer, Path(settings.spool_dir))
     try:
-        tenant = create_tenant(settings.database_url)
-        gateway = Gateway(sessions, book, enforcer, settings)
-        try:
-            [admitted] = _admit_calls(gateway, tenant, sessions, 1)
-            down.submit(_finished(gateway, admitted))
-        finally:
-            gateway.close()
+        down.submit(call)
         down.flush()
         other = Recorder(sessions, book, enforcer, Path(settings.spool_dir))
         time.sleep(0.3)
@@ -276,34 +279,68 @@ def test_gateway_keeps_serving_through_a_database_outage_and_records_everything_
 def test_a_call_the_database_rejects_does_not_hold_back_the_others(
     settings: Settings, sessions: sessionmaker[Session], book: PriceBook, database_url: str
 ) -> None:
-    tenant = create_tenant(database_url)
-    enforcer = Enforcer(make_store(settings), timedelta(minutes=15))
-    gateway = Gateway(sessions, book, enforcer, settings)
-    try:
-        admitted = _admit_calls(gateway, tenant, sessions, 3)
-        calls = [_finished(gateway, a) for a in admitted]
-    finally:
-        gateway.close()
+    tenant, enforcer, admitted, calls = _calls_run(settings, sessions, book, 3)
     # An organization the database has never heard of: a foreign key refuses the call.
     ghost = Finished(
         replace(calls[0].principal, organization_id=10**9),
         calls[0].event.model_copy(update={"client_request_id": "gw_ghost"}),
     )
-    away = make_engine(AWAY)
-    down = Recorder(make_sessionmaker(away), book, enforcer, Path(settings.spool_dir))
-    for call in [ghost, *calls]:
-        down.submit(call)
-    down.flush()
-    down.close()
-    away.dispose()
-
-    up = Recorder(sessions, book, enforcer, Path(settings.spool_dir))
+    # The database is up; the ghost shares a batch with good calls (and sorts after them).
+    up = Recorder(sessions, book, enforcer, Path(settings.spool_dir), retry_seconds=0.05)
     try:
-        _wait(lambda: len(up.spool.pending) == 1)
-        assert _ledger(sessions, tenant) == 3
-        assert [c.event.client_request_id for c in up.spool.pending] == ["gw_ghost"]
-        assert _line(enforcer, sessions, admitted[0]).reserved == 0
+        for call in [*calls, ghost]:
+            up.submit(call)
+        up.flush()
+        _wait(lambda: _ledger(sessions, tenant) == 3)
+        state = _line(enforcer, sessions, admitted[0])
+        with unit_of_work(sessions) as session:
+            costs = session.scalars(
+                select(UsageEvent.cost_total).where(UsageEvent.organization_id == tenant.org_id)
+            ).all()
+        # Settled once each, though their batch failed and was written again (Redis counters
+        # change outside the transaction: a settle before the failure would count twice).
+        assert state.reserved == 0
+        assert state.spent == sum(to_nanos(c) for c in costs if c is not None)
+        # Refused again and again while the database is up: set aside for an operator.
+        _wait(lambda: not up.spool.pending)
     finally:
         up.close()
-    [kept] = list(Path(settings.spool_dir).glob("recorder-*.jsonl"))  # the ghost, for an operator
+    [kept] = list(Path(settings.spool_dir).glob("rejected-*.jsonl"))
     assert "gw_ghost" in kept.read_text()
+    assert list(Path(settings.spool_dir).glob("recorder-*.jsonl")) == []
+
+
+def test_the_recorder_goes_on_when_the_spool_cannot_be_written(
+    settings: Settings, sessions: sessionmaker[Session], book: PriceBook, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    _, enforcer, _, [call] = _calls_run(settings, sessions, book, 1)
+    away = make_engine(AWAY)
+    down = Recorder(make_sessionmaker(away), book, enforcer, blocked / "spool")
+    try:
+        down.submit(call)
+        down.flush()  # returns: the call waits in memory
+        down.submit(replace(call, event=call.event.model_copy(update={"client_request_id": "x"})))
+        down.flush()
+        assert len(down.spool.pending) == 2
+    finally:
+        down.close()
+        away.dispose()
+
+
+def test_a_spool_file_torn_by_a_crash_gives_up_only_its_torn_line(
+    settings: Settings, sessions: sessionmaker[Session], book: PriceBook, database_url: str
+) -> None:
+    tenant, enforcer, _, calls = _calls_run(settings, sessions, book, 3)
+    spool = Path(settings.spool_dir)
+    spool.mkdir(parents=True)
+    lines = [json.dumps(call.to_json()) + "\n" for call in calls]
+    # Killed while writing a fourth call: three whole lines, then part of one.
+    (spool / "recorder-dead.jsonl").write_text("".join(lines) + lines[0][:40])
+    up = Recorder(sessions, book, enforcer, spool)
+    try:
+        _wait(lambda: _ledger(sessions, tenant) == 3)
+    finally:
+        up.close()
+    assert (spool / "recorder-dead.unreadable").read_text() == lines[0][:40] + "\n"

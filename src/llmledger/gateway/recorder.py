@@ -30,8 +30,12 @@ from llmledger.usage.service import record_usage
 
 if TYPE_CHECKING:
     from llmledger.accounts.service import Principal
+    from llmledger.budgets.counters import Held
 
 log = logging.getLogger("llmledger.gateway")
+
+# A spooled call the database refuses this many times in a row while it is up is set aside.
+REFUSALS_BEFORE_SET_ASIDE = 5
 
 
 class Recorder:
@@ -53,6 +57,8 @@ class Recorder:
         self._retry_first = retry_seconds
         self._retry = retry_seconds
         self._next_replay = 0.0
+        self._database_away = False
+        self._refusals: dict[str, int] = {}  # spooled calls refused alone, while the database is up
         self.spool = Spool(spool_dir)
         self._queue: queue.Queue[Finished | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="llmledger-recorder", daemon=True)
@@ -85,6 +91,8 @@ class Recorder:
                 self._record(batch)
                 if self.spool.pending and time.monotonic() >= self._next_replay:
                     self._replay()
+            except Exception:  # the recorder must outlive any one failure
+                log.exception("the gateway recorder hit an unexpected error; it goes on")
             finally:
                 for _ in range(taken):
                     self._queue.task_done()
@@ -122,20 +130,25 @@ class Recorder:
     def _record(self, batch: list[Finished]) -> None:
         if not batch:
             return
+        if self._database_away:  # spooled at once, until a replay finds the database back
+            self.spool.add(batch)
+            return
         try:
             self._write(batch)
         except Exception:
             log.exception("writing %d gateway calls failed; they are spooled", len(batch))
             self.spool.add(batch)
+            self._database_away = not self._reachable()
             self._next_replay = time.monotonic() + self._retry
 
     def _replay(self) -> None:
         """Write the spooled calls in batches; a batch that fails goes one by one, so a call
-        the database rejects does not hold back the others. Stops at a batch of which
-        nothing goes in (the database is likely still away). What is left waits, with a
-        growing pause."""
+        the database rejects does not hold back the others. A call refused alone several
+        times while the database is up is set aside for an operator. What is left waits,
+        with a growing pause."""
         written: list[Finished] = []
-        waiting = list(self.spool.pending) if self._reachable() else []
+        self._database_away = not self._reachable()
+        waiting = [] if self._database_away else list(self.spool.pending)
         for start in range(0, len(waiting), self._max_batch):
             chunk = waiting[start : start + self._max_batch]
             try:
@@ -146,8 +159,10 @@ class Recorder:
                 log.warning("a batch of spooled gateway calls failed; trying them one by one")
             alone = [call for call in chunk if self._write_alone(call)]
             written += alone
-            if not alone:
-                break
+            if not alone and not self._reachable():
+                self._database_away = True
+                break  # gone again: the rest waits for the next round
+            self._set_aside_refused(chunk, alone)
         if written:
             self.spool.recorded(written)
             log.info("%d spooled gateway calls recorded", len(written))
@@ -156,6 +171,19 @@ class Recorder:
         else:
             self._retry = self._retry_first
         self._next_replay = time.monotonic() + self._retry
+
+    def _set_aside_refused(self, chunk: list[Finished], written: list[Finished]) -> None:
+        done = {id(call) for call in written}
+        refused = []
+        for call in chunk:
+            if id(call) in done:
+                continue
+            rid = str(call.event.client_request_id)
+            self._refusals[rid] = self._refusals.get(rid, 0) + 1
+            if self._refusals[rid] >= REFUSALS_BEFORE_SET_ASIDE:
+                refused.append(call)
+                del self._refusals[rid]
+        self.spool.reject(refused)
 
     def _reachable(self) -> bool:
         try:
@@ -181,28 +209,41 @@ class Recorder:
         # A call twice in one batch (spool files that overlap after a crash) counts once.
         for item in {i.event.client_request_id: i for i in reversed(batch)}.values():
             by_key[item.principal].append(item)
+        # Organizations in one order in every process, so recorders never deadlock over
+        # counter rows.
+        groups = sorted(by_key.items(), key=lambda pair: pair[0].organization_id)
         with unit_of_work(self._sessions) as session:
-            for principal, items in by_key.items():
-                pricer = Pricer(self._book, load_org_prices(session, principal.organization_id))
-                # Budgets are read afresh: one created after a call was admitted (its hold
-                # does not know it) is charged for the call too.
-                held = {
-                    str(i.event.client_request_id): frozenset(ln.identity for ln in i.held.lines)
-                    for i in items
-                    if i.held is not None
-                }
-                recorded = record_usage(
-                    session, pricer, principal, [i.event for i in items], self._enforcer, held
-                )
-                events = {e.client_request_id: e for e in recorded.events}
-                settlements = []
-                for item in items:
-                    event = events[str(item.event.client_request_id)]
-                    # A replay of a call already in the ledger was settled with it.
-                    if item.held is not None and not event.duplicate:
-                        cost = to_nanos(event.cost.total) if event.cost else 0
-                        settlements.append((item.held, cost))
-                self._enforcer.settle_many(session, settlements)
+            settlements = []
+            for principal, items in groups:
+                settlements += self._insert(session, principal, items)
+            # Settled only once every event is in: a refused insert must come before Redis
+            # counters change, which a rollback cannot undo.
+            self._enforcer.settle_many(session, settlements)
+
+    def _insert(
+        self, session: Session, principal: Principal, items: list[Finished]
+    ) -> list[tuple[Held, int]]:
+        """Record one organization's calls; returns the holds to settle, with their costs."""
+        pricer = Pricer(self._book, load_org_prices(session, principal.organization_id))
+        # Budgets are read afresh: one created after a call was admitted (its hold does not
+        # know it) is charged for the call too.
+        held = {
+            str(i.event.client_request_id): frozenset(ln.identity for ln in i.held.lines)
+            for i in items
+            if i.held is not None
+        }
+        recorded = record_usage(
+            session, pricer, principal, [i.event for i in items], self._enforcer, held
+        )
+        events = {e.client_request_id: e for e in recorded.events}
+        settlements = []
+        for item in items:
+            event = events[str(item.event.client_request_id)]
+            # A replay of a call already in the ledger was settled with it.
+            if item.held is not None and not event.duplicate:
+                cost = to_nanos(event.cost.total) if event.cost else 0
+                settlements.append((item.held, cost))
+        return settlements
 
 
 # Put on the queue to wake the recorder for a replay.

@@ -77,7 +77,10 @@ class Finished:
 
 
 class Spool:
-    """The recorder's own file of calls waiting for the database (used by one thread)."""
+    """The recorder's own file of calls waiting for the database (used by one thread).
+
+    Waiting calls are kept in memory too; if the disk fails as well, they wait in memory only
+    (logged), so the recorder goes on either way."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -89,24 +92,30 @@ class Spool:
         """Keep calls on disk (flushed and synced: they are the only record of them)."""
         if not calls:
             return
-        file = self._open()
-        file.writelines(json.dumps(call.to_json()) + "\n" for call in calls)
-        file.flush()
-        os.fsync(file.fileno())
         self.pending += calls
+        self._append("".join(json.dumps(call.to_json()) + "\n" for call in calls))
 
     def recorded(self, calls: list[Finished]) -> None:
         """Calls a replay got into the database. The file only ever grows (a crash
         mid-write loses nothing) until nothing waits, when it is emptied."""
-        done = {call.event.client_request_id for call in calls}
-        self.pending = [c for c in self.pending if c.event.client_request_id not in done]
-        file = self._open()
-        if not self.pending:
-            file.truncate(0)
-        else:
-            file.write(json.dumps({"recorded": sorted(str(d) for d in done)}) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
+        self._drop(calls, "recorded")
+
+    def reject(self, calls: list[Finished]) -> None:
+        """Calls the database keeps refusing while it is up: set aside in a file of their own
+        for an operator, no longer retried."""
+        if not calls:
+            return
+        rejected = self.directory / f"rejected-{uuid.uuid4().hex}.jsonl"
+        try:
+            with open(rejected, "w", encoding="utf-8") as file:
+                file.write("".join(json.dumps(call.to_json()) + "\n" for call in calls))
+        except OSError:
+            log.exception("rejected gateway calls could not be set aside; they stay spooled")
+            return
+        log.error(
+            "%d gateway calls the database refuses were set aside in %s", len(calls), rejected
+        )
+        self._drop(calls, "rejected")
 
     def adopt_orphans(self) -> int:
         """Take over the files of recorders whose process has ended; returns the calls found."""
@@ -121,18 +130,19 @@ class Spool:
                     fcntl.flock(orphan, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # a live recorder's
-                try:
-                    calls = _read(orphan)
-                except (ValueError, KeyError, TypeError):
-                    # Left in place for an operator: a bad file must not block the others.
-                    log.exception("spooled calls in %s cannot be read; the file is kept", path)
-                    continue
+                calls, unreadable = _read(orphan)
+                if unreadable:  # e.g. the last line, torn by a crash mid-write
+                    log.error("%d unreadable lines in %s were skipped", len(unreadable), path)
+                    (path.with_suffix(".unreadable")).write_text("".join(unreadable))
                 self.add(calls)  # ours now, safely on disk, before the orphan goes
-                path.unlink()
+                if self._file is not None or not calls:
+                    path.unlink()
                 found += len(calls)
         return found
 
     def close(self) -> None:
+        if self.pending and self._file is None:
+            log.error("%d gateway calls could not be written or spooled", len(self.pending))
         if self._file is not None:
             empty = not self.pending
             self._file.close()
@@ -140,24 +150,52 @@ class Spool:
             if empty:
                 self.path.unlink(missing_ok=True)
 
+    def _drop(self, calls: list[Finished], why: str) -> None:
+        done = {call.event.client_request_id for call in calls}
+        self.pending = [c for c in self.pending if c.event.client_request_id not in done]
+        if self.pending:
+            self._append(json.dumps({why: sorted(str(d) for d in done)}) + "\n")
+            return
+        try:
+            if self._file is not None:
+                self._file.truncate(0)
+        except OSError:
+            log.exception("the spool file could not be emptied")
+
+    def _append(self, text: str) -> None:
+        """One write, flushed and synced; a failing disk leaves the calls in memory."""
+        try:
+            file = self._open()
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        except OSError:
+            log.exception("the spool at %s cannot be written; calls wait in memory", self.path)
+
     def _open(self) -> IO[str]:
         if self._file is None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._file = file
         return self._file
 
 
-def _read(file: IO[str]) -> list[Finished]:
+def _read(file: IO[str]) -> tuple[list[Finished], list[str]]:
+    """The calls in a spool file still waiting, and the lines that cannot be read."""
     calls: dict[str | None, Finished] = {}
-    recorded: set[str] = set()
+    done: set[str] = set()
+    unreadable: list[str] = []
     for line in file:
         if not line.strip():
             continue
-        raw = json.loads(line)
-        if "recorded" in raw:
-            recorded.update(raw["recorded"])
-        else:
-            call = Finished.from_json(raw)
-            calls[call.event.client_request_id] = call
-    return [call for rid, call in calls.items() if rid not in recorded]
+        try:
+            raw = json.loads(line)
+            if "recorded" in raw or "rejected" in raw:
+                done.update(raw.get("recorded", []) + raw.get("rejected", []))
+            else:
+                call = Finished.from_json(raw)
+                calls[call.event.client_request_id] = call
+        except (ValueError, KeyError, TypeError):
+            unreadable.append(line if line.endswith("\n") else line + "\n")
+    return [call for rid, call in calls.items() if rid not in done], unreadable

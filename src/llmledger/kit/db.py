@@ -40,7 +40,15 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # A database that does not answer fails a connection in 10 s rather than the system's
+    # minutes, so callers (the gateway's recorder above all) can fall back in time.
+    return create_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 10},
+    )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
