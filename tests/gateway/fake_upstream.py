@@ -121,7 +121,14 @@ async def chat(request: Request) -> Response:
                 yield event[start : start + 5]
                 await asyncio.sleep(0.0005)
 
+    async def carriage_returns() -> AsyncIterator[bytes]:
+        """Lines ended by a lone CR, as the SSE format allows, trickled in pieces."""
+        async for piece in trickled():
+            yield piece.replace(b"\n", b"\r")
+
     events = trickled() if _wants(body, "TRICKLE") else chunks()
+    if _wants(body, "CR"):
+        events = carriage_returns()
     return StreamingResponse(events, media_type="text/event-stream", headers=PROVIDER_HEADERS)
 
 

@@ -175,11 +175,15 @@ def test_stream_is_relayed_and_recorded_from_the_usage_the_provider_sends(
     assert Decimal(event["cost"]["total"]) > 0  # a streamed call is never $0
 
 
-def test_stream_read_in_pieces_is_relayed_whole(gateway: Gateway, caller: Tenant) -> None:
-    """Upstream reads end mid-line and mid-character; events still reach the caller whole and
-    the usage chunk the caller did not ask for is still hidden."""
+@pytest.mark.parametrize("stops", [["TRICKLE"], ["TRICKLE", "CR"]], ids=["lf", "lone-cr"])
+def test_stream_read_in_pieces_is_relayed_whole(
+    gateway: Gateway, caller: Tenant, stops: list[str]
+) -> None:
+    """Upstream reads end mid-line and mid-character, with either line ending the format
+    allows; events still reach the caller whole and the usage chunk the caller did not ask
+    for is still hidden."""
     stream = sdk(gateway, caller).chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, stream=True, stop=["TRICKLE"]
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, stop=stops
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

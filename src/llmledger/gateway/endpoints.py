@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -256,7 +257,7 @@ async def _relay(
     def kept(lines: list[bytes]) -> list[bytes]:
         out = []
         for raw in lines:
-            data = tally.read_line(raw.decode("utf-8", "replace"))
+            data = tally.read_line(raw.rstrip(b"\r\n").decode("utf-8", "replace"))
             if hide_usage_chunk and data and data.get("usage") and not data.get("choices"):
                 continue  # the caller did not ask for the usage chunk we asked for
             out.append(raw)
@@ -264,9 +265,9 @@ async def _relay(
 
     try:
         async for chunk in upstream.content.iter_any():
-            *lines, partial = (partial + chunk).split(b"\n")
+            lines, partial = _split_lines(partial + chunk)
             if passing := kept(lines):
-                yield b"\n".join(passing) + b"\n"
+                yield b"".join(passing)
         if partial and (last := kept([partial])):
             yield last[0]
         completed = True
@@ -277,6 +278,23 @@ async def _relay(
         usage = tally.provider_usage() if completed else None
         usage = usage or _counted(admitted, "".join(tally.text))
         _finish(request, admitted, usage, started, "success" if completed else "cancelled")
+
+
+# Server-sent events end lines with CRLF, LF or a lone CR.
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def _split_lines(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """The complete lines of a stream buffer, each with its own ending (relayed as it came),
+    and the unfinished rest. A CR at the very end may be half of a CRLF: it waits."""
+    lines = []
+    start = 0
+    for end in _LINE_END.finditer(buffer):
+        if end.group() == b"\r" and end.end() == len(buffer):
+            break
+        lines.append(buffer[start : end.end()])
+        start = end.end()
+    return lines, buffer[start:]
 
 
 def _json(content: bytes) -> dict[str, Any]:
