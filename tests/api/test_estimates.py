@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from fastapi.testclient import TestClient
 
-from llmledger import count_messages, count_tokens
+from llmledger import count_messages, count_tokens, count_tools
 from tests.conftest import Tenant
 
 
@@ -55,6 +55,31 @@ def test_chat_messages_are_estimated_with_framing(client: TestClient, tenant: Te
     )
     assert r.status_code == 200
     assert r.json()["input_tokens"] == count_messages(messages, "gpt-4o-mini").tokens
+
+
+def test_tools_the_prompt_offers_are_part_of_its_input(client: TestClient, tenant: Tenant) -> None:
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "forecast",
+                "description": "Weather forecast for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    plain, offered = (
+        client.post(
+            "/api/v1/estimates",
+            json={"model": "gpt-4o-mini", "messages": messages, **extra},
+            headers=tenant.headers,
+        ).json()
+        for extra in ({}, {"tools": tools})
+    )
+    assert offered["input_tokens"] == plain["input_tokens"] + count_tools(tools).tokens
+    assert plain["tokens_exact"] and not offered["tokens_exact"]
+    assert Decimal(offered["cost"]["input"]) > Decimal(plain["cost"]["input"])
 
 
 def test_other_providers_are_estimated_and_say_so(client: TestClient, tenant: Tenant) -> None:

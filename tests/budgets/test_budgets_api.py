@@ -96,6 +96,14 @@ def test_max_tokens_per_prompt(client: TestClient, tenant: Tenant) -> None:
     )
     decision = client.post("/api/v1/budgets/check", json=too_big, headers=tenant.headers).json()
     assert decision["verdict"] == "block" and "tokens per prompt" in decision["reasons"][0]
+    # The tools a prompt offers are part of its input.
+    messages = [{"role": "user", "content": "Find the Q3 report."}]
+    tool = {"type": "function", "function": {"name": "search", "description": "x " * 2500}}
+    small = {"model": "gpt-4o", "messages": messages, "max_output_tokens": 100}
+    check = "/api/v1/budgets/check"
+    assert client.post(check, json=small, headers=tenant.headers).json()["verdict"] == "allow"
+    offered = client.post(check, json={**small, "tools": [tool]}, headers=tenant.headers).json()
+    assert offered["verdict"] == "block"
 
 
 def test_reserve_settle_and_release(client: TestClient, tenant: Tenant) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from llmledger import count_messages, count_tokens
+from llmledger import count_messages, count_tokens, count_tools
 from llmledger.cli.main import app
 from llmledger.kit.settings import get_settings
 
@@ -114,6 +114,19 @@ def test_estimate_counts_chat_messages(tmp_path: Path) -> None:
     r = runner.invoke(app, ["estimate", "--model", "gpt-4o", "--messages", str(path), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["input_tokens"] == count_messages(messages, "gpt-4o").tokens
+
+    # A saved request body: its tools count too.
+    tools = [{"type": "function", "function": {"name": "forecast", "parameters": {}}}]
+    path.write_text(json.dumps({"model": "gpt-4o", "messages": messages, "tools": tools}))
+    r = runner.invoke(app, ["estimate", "--model", "gpt-4o", "--messages", str(path), "--json"])
+    body = json.loads(r.stdout)
+    assert body["input_tokens"] == (
+        count_messages(messages, "gpt-4o").tokens + count_tools(tools, "gpt-4o").tokens
+    )
+    assert body["tokens_exact"] is False
+    path.write_text(json.dumps({"messages": messages, "tools": "forecast"}))
+    bad = runner.invoke(app, ["estimate", "--model", "gpt-4o", "--messages", str(path)])
+    assert bad.exit_code == 2 and "tools" in bad.stderr
 
 
 def test_prices_list_and_show() -> None:

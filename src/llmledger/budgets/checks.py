@@ -35,7 +35,11 @@ def run_check(
     if body.input_tokens is not None:
         tokens = body.input_tokens
     else:
-        tokens = Prompt(body.text, body.messages).count(quote.model if quote else body.model).tokens
+        tokens = (
+            Prompt(body.text, body.messages, body.tools)
+            .count(quote.model if quote else body.model)
+            .tokens
+        )
     who = find_attribution(
         session,
         principal.organization_id,

@@ -126,6 +126,7 @@ class CheckIn(BaseModel):
     provider: str | None = None
     text: str | None = None
     messages: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None
     input_tokens: int | None = Field(default=None, ge=0)
     max_output_tokens: int = Field(default=0, ge=0, le=10_000_000)
     user: str | None = None

@@ -51,11 +51,14 @@ def _read_prompt(source: str | None, messages: Path | None) -> Prompt:
             data = json.loads(messages.read_text())
         except (OSError, ValueError) as exc:
             fail(f"--messages: cannot read chat JSON from {messages}: {exc}")
-        if isinstance(data, dict) and "messages" in data:
-            data = data["messages"]
+        tools = None
+        if isinstance(data, dict) and "messages" in data:  # a whole request body
+            data, tools = data["messages"], data.get("tools")
         if not isinstance(data, list) or not all(isinstance(m, dict) for m in data):
             fail("--messages: expected a JSON list of {role, content} objects")
-        return Prompt(messages=data)
+        if tools is not None and not isinstance(tools, list):
+            fail("--messages: 'tools' must be a list of tool definitions")
+        return Prompt(messages=data, tools=tools)
     if source is None or source == "-":
         if source is None and sys.stdin.isatty():
             fail("give a FILE, '-' for standard input, or --messages FILE")
@@ -71,7 +74,10 @@ def estimate(
     source: Annotated[str | None, typer.Argument(metavar="[FILE|-]", help="prompt text")] = None,
     provider: Annotated[str | None, typer.Option(help="provider id, e.g. openai")] = None,
     max_output_tokens: Annotated[int, typer.Option(min=0, help="output tokens to allow")] = 0,
-    messages: Annotated[Path | None, typer.Option(help="chat messages JSON file")] = None,
+    messages: Annotated[
+        Path | None,
+        typer.Option(help="chat messages JSON file, or a request body with messages and tools"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Count a prompt's tokens and estimate its cost before running it."""

@@ -54,7 +54,7 @@ def create_estimate(
     try:
         found = estimate(
             pricer,
-            Prompt(body.text, body.messages),
+            Prompt(body.text, body.messages, body.tools),
             body.model,
             provider=body.provider,
             max_output_tokens=body.max_output_tokens,

@@ -16,6 +16,9 @@ class EstimateIn(BaseModel):
     provider: str | None = Field(default=None, max_length=100)
     text: str | None = None
     messages: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = Field(
+        default=None, description="tool (function) definitions the prompt offers the model"
+    )
     max_output_tokens: int | None = Field(default=None, ge=0, le=10_000_000)
     at: AwareDatetime | None = Field(default=None, description="price the prompt as of this time")
     alternatives: int = Field(default=5, ge=0, le=50)

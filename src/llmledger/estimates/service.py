@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +12,7 @@ from llmledger.core.tokens import (
     TokenCount,
     count_messages,
     count_text,
+    count_tools,
     estimator_for,
     openai_encoding,
 )
@@ -21,15 +22,26 @@ from llmledger.pricing.service import Pricer
 
 @dataclass(frozen=True)
 class Prompt:
-    """What is about to be sent: plain text or chat messages."""
+    """What is about to be sent: plain text or chat messages, and the tools it offers."""
 
     text: str | None = None
     messages: Sequence[Mapping[str, Any]] | None = None
+    tools: Sequence[Mapping[str, Any]] | None = None
 
     def count(self, model: str) -> TokenCount:
         if self.messages is not None:
-            return count_messages(self.messages, model)
-        return count_text(self.text or "", model)
+            counted = count_messages(self.messages, model)
+        else:
+            counted = count_text(self.text or "", model)
+        if not self.tools:
+            return counted
+        tools = count_tools(self.tools, model)
+        return replace(
+            counted,
+            tokens=counted.tokens + tools.tokens,
+            exact=False,  # tool definitions are counted as their JSON: an estimate
+            expected_error=max(counted.expected_error, tools.expected_error),
+        )
 
 
 @dataclass(frozen=True)
