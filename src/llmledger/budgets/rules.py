@@ -23,6 +23,27 @@ def rules_version(org_id: int) -> int:
     return _versions.get(org_id, 0)
 
 
+def lock_for_charging(session: Session, org_id: int) -> None:
+    """Taken by a transaction that charges usage to budgets, before it reads them; held to
+    its commit. A change that adds budget lines waits for such transactions to finish (see
+    `lock_for_change`), so a new line's counter, started from the ledger's sum, sees every
+    event of a transaction that did not know the line. (A shared row lock on PostgreSQL;
+    SQLite runs one writing transaction at a time anyway.)"""
+    session.execute(
+        select(Organization.id).where(Organization.id == org_id).with_for_update(read=True)
+    )
+
+
+def lock_for_change(session: Session, org_id: int) -> str:
+    """Taken by a change to an organization's budgets; returns its time zone."""
+    time_zone = session.scalar(
+        select(Organization.time_zone).where(Organization.id == org_id).with_for_update()
+    )
+    if time_zone is None:
+        raise LookupError(f"organization {org_id} does not exist")
+    return time_zone
+
+
 def load_rules(session: Session, org_id: int) -> BudgetRules:
     rows = list(session.scalars(select(Budget).where(Budget.organization_id == org_id)))
     allocations: list[AllocationSpec] = []

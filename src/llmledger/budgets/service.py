@@ -12,7 +12,7 @@ from llmledger.accounts.service import department_ids, team_ids, user_ids
 from llmledger.budgets.counters import CounterStore
 from llmledger.budgets.enforcement import LineReport, report
 from llmledger.budgets.lines import SCOPES, BudgetSpec
-from llmledger.budgets.rules import load_rules, rules_changed, scope_names
+from llmledger.budgets.rules import load_rules, lock_for_change, rules_changed, scope_names
 from llmledger.budgets.schemas import AllocationOut, BudgetIn, BudgetOut, BudgetPatch, LineOut
 from llmledger.budgets.sql_counters import ensure_counters
 from llmledger.core.budget_math import DEFAULT_THRESHOLDS
@@ -57,6 +57,7 @@ def _owned(session: Session, org_id: int, budget_id: int) -> Budget:
 
 
 def create_budget(session: Session, org_id: int, body: BudgetIn) -> Budget:
+    time_zone = lock_for_change(session, org_id)
     scope_type, scope_id = resolve_scope(session, org_id, body.scope)
     exists = session.scalar(
         select(Budget.id).where(
@@ -80,11 +81,21 @@ def create_budget(session: Session, org_id: int, body: BudgetIn) -> Budget:
     )
     session.add(budget)
     session.flush()
+    _start_counters(session, org_id, budget.id, time_zone)
     rules_changed(org_id)
     return budget
 
 
+def _start_counters(session: Session, org_id: int, budget_id: int, time_zone: str) -> None:
+    """Counters of a budget's current periods, from the ledger's sum, made while usage that
+    does not know the budget cannot be in flight (the caller holds `lock_for_change`)."""
+    rules = load_rules(session, org_id)
+    [spec] = [b for b in rules.budgets if b.id == budget_id]
+    ensure_counters(session, org_id, rules.budget_lines(spec, datetime.now(UTC), time_zone))
+
+
 def update_budget(session: Session, org_id: int, budget_id: int, body: BudgetPatch) -> Budget:
+    time_zone = lock_for_change(session, org_id)
     budget = _owned(session, org_id, budget_id)
     for name in body.model_fields_set:
         value = getattr(body, name)
@@ -96,6 +107,7 @@ def update_budget(session: Session, org_id: int, budget_id: int, body: BudgetPat
         raise FieldError("monthly_limit", "a budget needs a limit")
     _check_allocations_fit(session, budget)
     session.flush()
+    _start_counters(session, org_id, budget.id, time_zone)  # a limit set anew starts a line
     rules_changed(org_id)
     return budget
 
@@ -132,6 +144,7 @@ def set_allocation(
     daily_limit: Decimal | None,
 ) -> BudgetAllocation:
     """Give a member a share of a team budget (replacing any share they had)."""
+    time_zone = lock_for_change(session, org_id)
     budget = _owned(session, org_id, budget_id)
     if budget.scope_type != "team":
         raise FieldError("budget_id", "allocations split a team budget between its members")
@@ -148,6 +161,7 @@ def set_allocation(
     allocation.daily_limit = daily_limit
     session.flush()
     _check_allocations_fit(session, budget)
+    _start_counters(session, org_id, budget.id, time_zone)
     rules_changed(org_id)
     return allocation
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from llmledger.accounts.service import Principal, department_ids, team_ids, user_ids
 from llmledger.budgets.enforcement import Enforcer
 from llmledger.budgets.lines import Attribution, Line, LineIdentity
-from llmledger.budgets.rules import load_rules
+from llmledger.budgets.rules import load_rules, lock_for_charging
 from llmledger.core.money import ZERO, to_nanos
 from llmledger.core.pricing import TokenUsage
 from llmledger.kit.bulk import insert_returning
@@ -65,6 +65,8 @@ def record_usage(
     """
     now = datetime.now(UTC)
     org_id = principal.organization_id
+    if enforcer is not None:  # first, before anything it creates (users, teams) can clash
+        lock_for_charging(session, org_id)
     users = user_ids(session, org_id, (e.user for e in events))
     teams = team_ids(session, org_id, (e.team for e in events))
     departments = department_ids(session, org_id, (e.department for e in events))
