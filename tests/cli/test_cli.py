@@ -160,6 +160,10 @@ def test_orgs_and_keys_on_a_fresh_database(tmp_path: Path, monkeypatch: pytest.M
         assert bad_key.exit_code == 2 and "control characters" in bad_key.stderr
         own = [*providers, "gpu-box", "--api-key", "x", "--base-url", "http://10.0.0.5:8000/v1/"]
         assert runner.invoke(app, own).exit_code == 0
+        long_name = runner.invoke(
+            app, [*providers, "a" * 21, "--api-key", "x", "--base-url", "http://h/v1"]
+        )
+        assert long_name.exit_code == 2 and "1-20" in long_name.stderr
         unknown = runner.invoke(app, [*providers, "gpu-box-2", "--api-key", "x"])
         assert unknown.exit_code == 2 and "base_url" in unknown.stderr
         listed = runner.invoke(app, ["providers", "list", "--org", "acme", "--json"])

@@ -34,7 +34,7 @@ OPENAI_COMPATIBLE = {
 PROVIDERS = ("anthropic", *OPENAI_COMPATIBLE)
 # Any other name is a provider of the organization's own (a self-hosted vLLM, a proxy) that
 # speaks OpenAI's format at the base URL it is given.
-_OWN_PROVIDER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_OWN_PROVIDER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,19}$")
 
 
 def _fernet(secret_key: str) -> Fernet:
@@ -58,7 +58,7 @@ def set_provider(
     base_url: str | None = None,
 ) -> ProviderCredential:
     if not _OWN_PROVIDER.match(provider):
-        raise FieldError("provider", "must be lowercase letters, digits, '.', '_' or '-'")
+        raise FieldError("provider", "must be 1-20 lowercase letters, digits, '.', '_' or '-'")
     if provider not in PROVIDERS and base_url is None:
         raise FieldError(
             "base_url",
