@@ -219,6 +219,10 @@ async def messages(request: Request) -> Response:
     body = await request.json()
     seen.append(body)
     model = body["model"]
+    # A test can have the provider report a count of its choosing ("fake_input_tokens").
+    usage = ANTHROPIC_USAGE
+    if isinstance(body.get("fake_input_tokens"), int):
+        usage = {"input_tokens": body["fake_input_tokens"], "output_tokens": 300}
     if _wants(body, "FAIL"):
         return JSONResponse(
             {"type": "error", "error": {"type": "api_error", "message": "boom"}}, 500
@@ -236,12 +240,12 @@ async def messages(request: Request) -> Response:
             {
                 **message,
                 "content": [{"type": "text", "text": "".join(WORDS)}],
-                "usage": ANTHROPIC_USAGE,
+                "usage": usage,
             }
         )
 
     async def events() -> AsyncIterator[bytes]:
-        start_usage = {**ANTHROPIC_USAGE, "output_tokens": 1}
+        start_usage = {**usage, "output_tokens": 1}
         yield _sse(
             {
                 "type": "message_start",

@@ -13,6 +13,7 @@ from llmledger.budgets.schemas import CheckIn, DecisionOut
 from llmledger.budgets.service import line_out
 from llmledger.core.money import to_nanos
 from llmledger.core.pricing import TokenUsage, compute_cost
+from llmledger.estimates.calibration import calibrate, load_calibrations
 from llmledger.estimates.service import Prompt
 from llmledger.kit.schemas import CostOut
 from llmledger.kit.settings import Settings
@@ -35,11 +36,13 @@ def run_check(
     if body.input_tokens is not None:
         tokens = body.input_tokens
     else:
-        tokens = (
-            Prompt(body.text, body.messages, body.tools)
-            .count(quote.model if quote else body.model)
-            .tokens
+        counted = Prompt(body.text, body.messages, body.tools).count(
+            quote.model if quote else body.model
         )
+        if quote is not None:  # corrected as previews are, by what the model's calls showed
+            calibration = load_calibrations(session).get((quote.provider, quote.model))
+            counted = calibrate(counted, calibration)
+        tokens = counted.tokens
     who = find_attribution(
         session,
         principal.organization_id,

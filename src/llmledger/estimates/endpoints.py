@@ -6,7 +6,13 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 
-from llmledger.estimates.schemas import AlternativeOut, EstimateIn, EstimateOut
+from llmledger.estimates.calibration import Calibration, load_calibrations
+from llmledger.estimates.schemas import (
+    AlternativeOut,
+    CalibrationOut,
+    EstimateIn,
+    EstimateOut,
+)
 from llmledger.estimates.service import Estimate, Prompt, estimate
 from llmledger.kit.deps import PriceBookDep, PrincipalDep, SessionDep
 from llmledger.kit.errors import FieldError
@@ -42,6 +48,18 @@ def estimate_out(found: Estimate) -> EstimateOut:
             )
             for a in found.alternatives
         ],
+        calibration=None if found.calibration is None else calibration_out(found.calibration),
+    )
+
+
+def calibration_out(found: Calibration) -> CalibrationOut:
+    return CalibrationOut(
+        provider=found.provider,
+        model=found.model,
+        calls=found.calls,
+        factor=round(found.factor, 4),
+        spread=round(found.spread, 4),
+        applied=found.trusted,
     )
 
 
@@ -60,7 +78,16 @@ def create_estimate(
             max_output_tokens=body.max_output_tokens,
             at=body.at or datetime.now(UTC),
             alternatives=body.alternatives,
+            calibrations=load_calibrations(session),
         )
     except ValueError as exc:  # message content of an unsupported shape
         raise FieldError("messages", str(exc)) from None
     return estimate_out(found)
+
+
+@router.get("/accuracy", response_model=list[CalibrationOut])
+def estimate_accuracy(session: SessionDep, principal: PrincipalDep) -> list[CalibrationOut]:
+    """How our token estimates compared with what providers reported, per model, over the
+    gateway's calls (all organizations: tokenizers are the models', not the callers')."""
+    found = load_calibrations(session).values()
+    return [calibration_out(c) for c in sorted(found, key=lambda c: (c.provider, c.model))]

@@ -40,6 +40,17 @@ class AlternativeOut(BaseModel):
     saving: Usd
 
 
+class CalibrationOut(BaseModel):
+    """How our estimates for a model compare with what its provider reported."""
+
+    provider: str
+    model: str
+    calls: int = Field(description="gateway calls whose provider reported its own count")
+    factor: float = Field(description="reported over estimated input tokens, over all calls")
+    spread: float = Field(description="relative standard deviation of the per-call ratio")
+    applied: bool = Field(description="enough calls to correct estimates by the factor")
+
+
 class EstimateOut(BaseModel):
     provider: str
     model: str
@@ -54,3 +65,6 @@ class EstimateOut(BaseModel):
     currency: str = "USD"
     price_version: str
     alternatives: list[AlternativeOut]
+    calibration: CalibrationOut | None = Field(
+        default=None, description="the correction applied to an estimated count, if any"
+    )

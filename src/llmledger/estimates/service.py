@@ -16,6 +16,7 @@ from llmledger.core.tokens import (
     estimator_for,
     openai_encoding,
 )
+from llmledger.estimates.calibration import Calibration, ModelKey, calibrate
 from llmledger.kit.errors import FieldError
 from llmledger.pricing.service import Pricer
 
@@ -65,6 +66,7 @@ class Estimate:
     price_version: str
     context_window: int | None
     alternatives: list[Alternative]
+    calibration: Calibration | None = None  # what corrected the count, if anything did
 
 
 def _family(model: str) -> str:
@@ -81,16 +83,30 @@ def estimate(
     max_output_tokens: int | None,
     at: datetime,
     alternatives: int = 5,
+    calibrations: Mapping[ModelKey, Calibration] | None = None,
 ) -> Estimate:
+    """The prompt's tokens and cost on `model`, with cheaper alternatives. Estimated counts
+    are corrected by what providers reported for the models' calls (`calibrations`)."""
+    calibrations = calibrations or {}
     quote = pricer.quote(model, provider, at)
     if quote is None:
         raise FieldError("model", f"unknown model {model!r}: it has no price in the catalog")
-    tokens = prompt.count(quote.model)
+    calibration = calibrations.get((quote.provider, quote.model))
+    counted = prompt.count(quote.model)
+    tokens = calibrate(counted, calibration)
     output = max_output_tokens or 0
     cost = compute_cost(TokenUsage(tokens.tokens, output), quote.sheet)
     found = (
         cheaper_alternatives(
-            pricer, prompt, quote.model, quote.provider, output, cost, at, alternatives
+            pricer,
+            prompt,
+            quote.model,
+            quote.provider,
+            output,
+            cost,
+            at,
+            alternatives,
+            calibrations,
         )
         if alternatives
         else []
@@ -104,6 +120,7 @@ def estimate(
         quote.version,
         quote.context_window,
         found,
+        calibration if tokens is not counted else None,
     )
 
 
@@ -116,6 +133,7 @@ def cheaper_alternatives(
     reference: CostBreakdown,
     at: datetime,
     limit: int,
+    calibrations: Mapping[ModelKey, Calibration] | None = None,
 ) -> list[Alternative]:
     """The cheapest current catalog models that fit the prompt, each model once (its cheapest
     provider), cheaper than the reference. Free ($0) and deprecated models are left out:
@@ -133,7 +151,9 @@ def cheaper_alternatives(
         family = _family(version.model)
         if family not in counts:
             counts[family] = prompt.count(version.model)
-        tokens = counts[family]
+        tokens = calibrate(
+            counts[family], (calibrations or {}).get((version.provider, version.model))
+        )
         if tokens.tokens + output_tokens > version.context_window:
             continue
         cost = compute_cost(TokenUsage(tokens.tokens, output_tokens), sheet)

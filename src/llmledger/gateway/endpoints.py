@@ -142,14 +142,17 @@ def _refusal(shape: ErrorShape, exc: Exception) -> JSONResponse:
 def _finish(
     request: Request,
     admitted: flow.Admitted,
-    usage: TokenUsage,
+    reported: TokenUsage | None,
+    delivered: str,
     started: float,
     status: str = "success",
 ) -> Decimal | None:
-    """Hand the call to the recorder (no waiting on the database) and price it."""
+    """Hand the call to the recorder (no waiting on the database) and price it: with the
+    usage the provider reported, else our own count of what was delivered."""
     gateway: flow.Gateway = request.app.state.gateway
     latency = int((time.perf_counter() - started) * 1000)
-    return gateway.finish(admitted, usage, latency, status)
+    usage = reported or _counted(admitted, delivered)
+    return gateway.finish(admitted, usage, latency, status, reported=reported is not None)
 
 
 async def _release(request: Request, admitted: flow.Admitted) -> None:
@@ -228,8 +231,7 @@ async def _proxy(
             media = upstream.headers.get("content-type", "application/json")
             return Response(content, upstream.status, passed, media)
         data = _json(content)
-        usage = usage_of(data) or _counted(admitted, _reply_text(data))
-        cost = _finish(request, admitted, usage, started)
+        cost = _finish(request, admitted, usage_of(data), _reply_text(data), started)
         passed.update(_cost_headers(admitted, cost))
         return Response(content, upstream.status, passed, "application/json")
     passed.update(_cost_headers(admitted, None))
@@ -275,9 +277,9 @@ async def _relay(
         # as the provider's was; `finally` still charges what was delivered.
     finally:
         upstream.release()
-        usage = tally.provider_usage() if completed else None
-        usage = usage or _counted(admitted, "".join(tally.text))
-        _finish(request, admitted, usage, started, "success" if completed else "cancelled")
+        reported = tally.provider_usage() if completed else None
+        status = "success" if completed else "cancelled"
+        _finish(request, admitted, reported, "".join(tally.text), started, status)
 
 
 # Server-sent events end lines with CRLF, LF or a lone CR.

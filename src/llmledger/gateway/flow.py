@@ -23,6 +23,12 @@ from llmledger.budgets.lines import BudgetRules
 from llmledger.budgets.rules import find_attribution, load_rules, rules_version
 from llmledger.core.money import from_nanos, to_nanos
 from llmledger.core.pricing import TokenUsage, compute_cost
+from llmledger.estimates.calibration import (
+    Calibration,
+    ModelKey,
+    corrected,
+    load_calibrations,
+)
 from llmledger.gateway.credentials import Upstream, upstream_for
 from llmledger.gateway.recorder import Recorder
 from llmledger.gateway.spool import Finished
@@ -57,14 +63,18 @@ class Admitted:
     principal: Principal
     provider: str
     model: str
-    input_tokens: int  # our count, used if the provider reports none
+    input_tokens: int  # our count (corrected by calibration), used if the provider reports none
     upstream: Upstream
     decision: Decision
     who: Attribution
     quote: PriceQuote | None
-    held: Held | None = None
+    estimated_input_tokens: int  # our count before any correction
     # The call's id in the ledger (its client_request_id), also told to the caller.
     request_id: str = field(default_factory=lambda: f"gw_{uuid.uuid4().hex}")
+
+    @property
+    def held(self) -> Held | None:
+        return self.decision.held
 
 
 class Refused(Exception):
@@ -100,6 +110,8 @@ class Gateway:
         self._who: TtlCache[tuple[int, int, str | None, str | None, str | None], Owner] = TtlCache(
             30
         )
+        # What providers reported against our estimates, per model (one small table).
+        self._calibrations: TtlCache[int, dict[ModelKey, Calibration]] = TtlCache(60)
         self.recorder = Recorder(sessions, book, enforcer, Path(settings.spool_dir))
         # Calls admitted in worker threads at the same moment share one hold transaction.
         self._holds: GroupCommit[Call, Decision] = GroupCommit(self._hold_batch)
@@ -126,6 +138,10 @@ class Gateway:
             now = datetime.now(UTC)
             prices = self._prices.get(org_id, lambda: load_org_prices(session, org_id))
             quote = Pricer(self.book, prices).quote(model, provider, now)
+            calibrations = self._calibrations.get(0, lambda: load_calibrations(session))
+            named = (quote.provider, quote.model) if quote else (provider, model)
+            estimate = input_tokens
+            input_tokens = corrected(estimate, *named, calibrations)
             owner = self._who.get(
                 (org_id, principal.api_key_id, who.user, who.team, who.department),
                 lambda: find_attribution(
@@ -156,7 +172,7 @@ class Gateway:
         if decision.blocked:
             raise Refused(429, "; ".join(decision.reasons) or "budget exceeded", "budget_exceeded")
         return Admitted(
-            principal, provider, model, input_tokens, upstream, decision, who, quote, decision.held
+            principal, provider, model, input_tokens, upstream, decision, who, quote, estimate
         )
 
     def _hold_batch(self, calls: Sequence[Call]) -> list[Decision]:
@@ -211,12 +227,17 @@ class Gateway:
         prices = self._prices.peek(org_id)
         owner = self._who.peek((org_id, principal.api_key_id, who.user, who.team, who.department))
         rules = self._rules.peek((org_id, rules_version(org_id)))
+        calibrations = self._calibrations.peek(0)
         if upstream is None or prices is None or owner is None or rules is None:
+            return None
+        if calibrations is None:
             return None
         now = datetime.now(UTC)
         quote = Pricer(self.book, prices).quote(model, provider, now)
         if quote is None:
             return None  # unpriced: the thread path decides
+        estimate = input_tokens
+        input_tokens = corrected(estimate, quote.provider, quote.model, calibrations)
         cost = compute_cost(TokenUsage(input_tokens, max_output_tokens), quote.sheet)
         call = Call(
             rules,
@@ -233,13 +254,19 @@ class Gateway:
         if decision.blocked:
             raise Refused(429, "; ".join(decision.reasons) or "budget exceeded", "budget_exceeded")
         return Admitted(
-            principal, provider, model, input_tokens, upstream, decision, who, quote, decision.held
+            principal, provider, model, input_tokens, upstream, decision, who, quote, estimate
         )
 
     def finished(
-        self, admitted: Admitted, usage: TokenUsage, latency_ms: int, status: str = "success"
+        self,
+        admitted: Admitted,
+        usage: TokenUsage,
+        latency_ms: int,
+        status: str = "success",
+        reported: bool = True,
     ) -> Finished:
-        """The call as the recorder takes it."""
+        """The call as the recorder takes it; with the provider's own usage (`reported`), our
+        estimate goes along, to be checked against it."""
         who = admitted.who
         event = UsageIn(
             model=admitted.model,
@@ -261,13 +288,19 @@ class Gateway:
             occurred_at=datetime.now(UTC),
             client_request_id=admitted.request_id,
         )
-        return Finished(admitted.principal, event, admitted.held)
+        estimate = admitted.estimated_input_tokens if reported else None
+        return Finished(admitted.principal, event, admitted.held, estimate)
 
     def finish(
-        self, admitted: Admitted, usage: TokenUsage, latency_ms: int, status: str = "success"
+        self,
+        admitted: Admitted,
+        usage: TokenUsage,
+        latency_ms: int,
+        status: str = "success",
+        reported: bool = True,
     ) -> Decimal | None:
         """Queue the call's usage and settlement for the recorder; returns its cost."""
-        self.recorder.submit(self.finished(admitted, usage, latency_ms, status))
+        self.recorder.submit(self.finished(admitted, usage, latency_ms, status, reported))
         if admitted.quote is None:
             return None
         return compute_cost(usage, admitted.quote.sheet).total

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from llmledger.budgets.enforcement import Enforcer
 from llmledger.core.money import to_nanos
+from llmledger.estimates.calibration import Observation, record_observations
 from llmledger.gateway.spool import Finished, Spool
 from llmledger.kit.db import unit_of_work
 from llmledger.pricing.book import PriceBook
@@ -212,18 +213,29 @@ class Recorder:
         # Organizations in one order in every process, so recorders never deadlock over
         # counter rows.
         groups = sorted(by_key.items(), key=lambda pair: pair[0].organization_id)
+        observations: list[Observation] = []
         with unit_of_work(self._sessions) as session:
             settlements = []
             for principal, items in groups:
-                settlements += self._insert(session, principal, items)
+                settlements += self._insert(session, principal, items, observations)
             # Settled only once every event is in: a refused insert must come before Redis
             # counters change, which a rollback cannot undo.
             self._enforcer.settle_many(session, settlements)
+        try:  # statistics, in a transaction of their own: losing some costs nothing
+            with unit_of_work(self._sessions) as session:
+                record_observations(session, observations)
+        except Exception:
+            log.exception("estimate calibration could not be updated")
 
     def _insert(
-        self, session: Session, principal: Principal, items: list[Finished]
+        self,
+        session: Session,
+        principal: Principal,
+        items: list[Finished],
+        observations: list[Observation],
     ) -> list[tuple[Held, int]]:
-        """Record one organization's calls; returns the holds to settle, with their costs."""
+        """Record one organization's calls; returns the holds to settle, with their costs,
+        and adds to `observations` our estimates beside the provider's counts."""
         pricer = Pricer(self._book, load_org_prices(session, principal.organization_id))
         # Budgets are read afresh: one created after a call was admitted (its hold does not
         # know it) is charged for the call too.
@@ -239,10 +251,20 @@ class Recorder:
         settlements = []
         for item in items:
             event = events[str(item.event.client_request_id)]
-            # A replay of a call already in the ledger was settled with it.
-            if item.held is not None and not event.duplicate:
+            if event.duplicate:  # a replay of a call already in the ledger, settled with it
+                continue
+            if item.held is not None:
                 cost = to_nanos(event.cost.total) if event.cost else 0
                 settlements.append((item.held, cost))
+            if item.estimated_input_tokens is not None:
+                observations.append(
+                    Observation(
+                        event.provider,
+                        event.model,
+                        item.estimated_input_tokens,
+                        item.event.input_tokens,
+                    )
+                )
         return settlements
 
 

@@ -37,12 +37,15 @@ class Finished:
     principal: Principal
     event: UsageIn
     held: Held | None = None
+    # Our input token estimate, when the provider reported its own count to check it with.
+    estimated_input_tokens: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         p, h = self.principal, self.held
         return {
             "principal": [p.organization_id, p.api_key_id, p.time_zone, p.plan],
             "event": self.event.model_dump(mode="json", exclude_none=True),
+            "estimate": self.estimated_input_tokens,
             "held": None
             if h is None
             else {
@@ -72,7 +75,10 @@ class Finished:
             )
         )
         return cls(
-            Principal(org_id, key_id, time_zone, plan), UsageIn.model_validate(raw["event"]), held
+            Principal(org_id, key_id, time_zone, plan),
+            UsageIn.model_validate(raw["event"]),
+            held,
+            raw.get("estimate"),
         )
 
 

@@ -12,6 +12,7 @@ from llmledger.models.budgets import (
     Reservation,
     Webhook,
 )
+from llmledger.models.calibration import TokenCalibration
 from llmledger.models.pricing import PriceVersion
 from llmledger.models.providers import ProviderCredential
 from llmledger.models.usage import UsageEvent
@@ -31,6 +32,7 @@ __all__ = [
     "ProviderCredential",
     "Reservation",
     "Team",
+    "TokenCalibration",
     "UsageEvent",
     "User",
     "Webhook",

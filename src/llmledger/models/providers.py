@@ -16,9 +16,8 @@ class ProviderCredential(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
-    provider: Mapped[str] = mapped_column(
-        String(20)
-    )  # openai, anthropic, deepseek, ... or one's own
+    # openai, anthropic, deepseek, ... or a name of the organization's own
+    provider: Mapped[str] = mapped_column(String(20))
     # Fernet token of the API key (key derived from LLMLEDGER_SECRET_KEY); never returned.
     api_key_encrypted: Mapped[str] = mapped_column(String(2000))
     base_url: Mapped[str | None] = mapped_column(String(1000))
