@@ -221,6 +221,8 @@ class Recorder:
             # Settled only once every event is in: a refused insert must come before Redis
             # counters change, which a rollback cannot undo.
             self._enforcer.settle_many(session, settlements)
+        if not observations:
+            return
         try:  # statistics, in a transaction of their own: losing some costs nothing
             with unit_of_work(self._sessions) as session:
                 record_observations(session, observations)
