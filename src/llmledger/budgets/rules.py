@@ -36,8 +36,12 @@ def lock_for_charging(session: Session, org_id: int) -> None:
 
 def lock_for_change(session: Session, org_id: int) -> str:
     """Taken by a change to an organization's budgets; returns its time zone."""
+    # FOR NO KEY UPDATE: it still waits for FOR SHARE, but not for the key-share locks that
+    # foreign keys to the organization take (a hold's INSERT must not wait on it).
     time_zone = session.scalar(
-        select(Organization.time_zone).where(Organization.id == org_id).with_for_update()
+        select(Organization.time_zone)
+        .where(Organization.id == org_id)
+        .with_for_update(key_share=True)
     )
     if time_zone is None:
         raise LookupError(f"organization {org_id} does not exist")

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from llmledger.accounts.service import Principal, authenticate
@@ -114,7 +113,7 @@ class Gateway:
         self._calibrations: TtlCache[int, dict[ModelKey, Calibration]] = TtlCache(60)
         self.recorder = Recorder(sessions, book, enforcer, Path(settings.spool_dir))
         # Calls admitted in worker threads at the same moment share one hold transaction.
-        self._holds: GroupCommit[Call, Decision] = GroupCommit(self._hold_batch)
+        self._holds: GroupCommit[Call, Decision | Exception] = GroupCommit(self._hold_batch)
         # How admissions went, for tests and operators: on the event loop, or in a thread.
         self.admissions = {"fast": 0, "thread": 0}
 
@@ -168,24 +167,37 @@ class Gateway:
             if quote is None:
                 decision = self.enforcer.check(session, call)
         if quote is not None:
-            decision = self._holds.submit(call)
+            decision = self._hold(call)
         if decision.blocked:
             raise Refused(429, "; ".join(decision.reasons) or "budget exceeded", "budget_exceeded")
         return Admitted(
             principal, provider, model, input_tokens, upstream, decision, who, quote, estimate
         )
 
-    def _hold_batch(self, calls: Sequence[Call]) -> list[Decision]:
-        """Holds for calls admitted at the same moment, in one transaction: one commit (and,
-        on SQL counters, one turn at the hot counter rows) for all of them."""
+    def _hold(self, call: Call) -> Decision:
+        if self.enforcer.store.name != "sql":
+            # Redis holds are not undone by a rollback, so they are not batched here (the
+            # Redis store groups concurrent holds into one script call by itself).
+            with unit_of_work(self.sessions) as session:
+                return self.enforcer.reserve(session, call)
+        found = self._holds.submit(call)
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def _hold_batch(self, calls: Sequence[Call]) -> list[Decision | Exception]:
+        """Holds on SQL counters for calls admitted at the same moment, in one transaction:
+        one commit (and one turn at the hot counter rows) for all of them. Each caller gets
+        its own decision, or its own error."""
         try:
             with unit_of_work(self.sessions) as session:
                 return [self.enforcer.reserve(session, call) for call in calls]
-        except DBAPIError:
+        except Exception as exc:
             if len(calls) == 1:
-                raise
-            # E.g. a deadlock with another process's batch over the same counters: each alone.
-            log.warning("a batch of %d holds failed; holding them one by one", len(calls))
+                return [exc]
+            # E.g. a deadlock with another process's batch: nothing of it was kept, so each
+            # call is held again alone.
+            log.warning("a batch of %d holds failed (%s); holding them one by one", len(calls), exc)
             return [self._hold_batch([call])[0] for call in calls]
 
     def _caller(self, session: Session, secret: str, provider: str) -> tuple[Principal, Upstream]:
