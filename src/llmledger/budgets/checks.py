@@ -40,7 +40,8 @@ def run_check(
             quote.model if quote else body.model
         )
         if quote is not None:  # corrected as previews are, by what the model's calls showed
-            calibration = load_calibrations(session).get((quote.provider, quote.model))
+            calibrations = load_calibrations(session, principal.organization_id)
+            calibration = calibrations.get((quote.provider, quote.model))
             counted = calibrate(counted, calibration)
         tokens = counted.tokens
     who = find_attribution(

@@ -3,9 +3,10 @@ publishes no tokenizer) are checked against what providers reported for the same
 calls, and corrected by what they showed.
 
 Each gateway call whose provider reported usage adds one observation: our input estimate
-and the provider's count. Per model we keep running sums; once a model has enough calls,
-its estimates are scaled by reported/estimated over all of them, and the spread of the
-per-call ratio becomes the stated expected error.
+and the provider's count. Per organization and model we keep running sums; once a model has
+enough of the organization's calls, its estimates are scaled by reported/estimated over all
+of them, and the spread of the per-call ratio becomes the stated expected error. OpenAI's
+models are counted exactly and are left alone.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ ModelKey = tuple[str, str]  # provider, model (the price catalog's names)
 
 @dataclass(frozen=True)
 class Observation:
+    organization_id: int
     provider: str
     model: str
     estimated: int  # our input token estimate, before any correction
@@ -77,13 +79,15 @@ def record_observations(session: Session, observations: Sequence[Observation]) -
     usable = [
         o
         for o in observations
-        if o.estimated > 0 and PLAUSIBLE[0] <= o.reported / o.estimated <= PLAUSIBLE[1]
+        if o.estimated > 0
+        and PLAUSIBLE[0] <= o.reported / o.estimated <= PLAUSIBLE[1]
+        and openai_encoding(o.model) is None  # exact already
     ]
     if not usable:
         return
-    sums: dict[ModelKey, list[float]] = defaultdict(lambda: [0, 0, 0, 0.0, 0.0])
+    sums: dict[tuple[int, str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0.0, 0.0])
     for o in usable:
-        row = sums[(o.provider, o.model)]
+        row = sums[(o.organization_id, o.provider, o.model)]
         ratio = o.reported / o.estimated
         row[0] += 1
         row[1] += o.estimated
@@ -93,6 +97,7 @@ def record_observations(session: Session, observations: Sequence[Observation]) -
     now = datetime.now(UTC)
     rows = [
         {
+            "organization_id": org_id,
             "provider": provider,
             "model": model,
             "calls": int(calls),
@@ -103,15 +108,21 @@ def record_observations(session: Session, observations: Sequence[Observation]) -
             "updated_at": now,
         }
         # Sorted, so concurrent writers lock rows in one order.
-        for (provider, model), (calls, estimated, reported, ratio_sum, ratio_square_sum) in sorted(
-            sums.items()
-        )
+        for (org_id, provider, model), (
+            calls,
+            estimated,
+            reported,
+            ratio_sum,
+            ratio_square_sum,
+        ) in sorted(sums.items())
     ]
     added = ("calls", "estimated_tokens", "reported_tokens", "ratio_sum", "ratio_square_sum")
-    session.execute(insert_or_add(session, TokenCalibration, ("provider", "model"), added), rows)
+    key = ("organization_id", "provider", "model")
+    session.execute(insert_or_add(session, TokenCalibration, key, added), rows)
 
 
-def load_calibrations(session: Session) -> dict[ModelKey, Calibration]:
+def load_calibrations(session: Session, org_id: int) -> dict[ModelKey, Calibration]:
+    """An organization's calibrations, by (provider, model)."""
     return {
         (row.provider, row.model): Calibration(
             row.provider,
@@ -122,7 +133,9 @@ def load_calibrations(session: Session) -> dict[ModelKey, Calibration]:
             row.ratio_sum,
             row.ratio_square_sum,
         )
-        for row in session.scalars(select(TokenCalibration))
+        for row in session.scalars(
+            select(TokenCalibration).where(TokenCalibration.organization_id == org_id)
+        )
     }
 
 
@@ -145,8 +158,10 @@ def calibrated_tokens(tokens: int, calibration: Calibration | None) -> int:
 
 
 def calibrate(count: TokenCount, calibration: Calibration | None) -> TokenCount:
-    """A count corrected by what the model's calls showed; exact counts stay as they are."""
-    if count.exact or calibration is None or not calibration.trusted:
+    """A count corrected by what the model's calls showed; OpenAI's stay as they are."""
+    if calibration is None or not calibration.trusted:
+        return count
+    if openai_encoding(calibration.model) is not None:
         return count
     return replace(
         count,

@@ -78,7 +78,7 @@ def create_estimate(
             max_output_tokens=body.max_output_tokens,
             at=body.at or datetime.now(UTC),
             alternatives=body.alternatives,
-            calibrations=load_calibrations(session),
+            calibrations=load_calibrations(session, principal.organization_id),
         )
     except ValueError as exc:  # message content of an unsupported shape
         raise FieldError("messages", str(exc)) from None
@@ -87,7 +87,7 @@ def create_estimate(
 
 @router.get("/accuracy", response_model=list[CalibrationOut])
 def estimate_accuracy(session: SessionDep, principal: PrincipalDep) -> list[CalibrationOut]:
-    """How our token estimates compared with what providers reported, per model, over the
-    gateway's calls (all organizations: tokenizers are the models', not the callers')."""
-    found = load_calibrations(session).values()
+    """How our token estimates compared with what providers reported, per model, over this
+    organization's gateway calls."""
+    found = load_calibrations(session, principal.organization_id).values()
     return [calibration_out(c) for c in sorted(found, key=lambda c: (c.provider, c.model))]

@@ -109,7 +109,7 @@ class Gateway:
         self._who: TtlCache[tuple[int, int, str | None, str | None, str | None], Owner] = TtlCache(
             30
         )
-        # What providers reported against our estimates, per model (one small table).
+        # What providers reported against our estimates, per organization and model.
         self._calibrations: TtlCache[int, dict[ModelKey, Calibration]] = TtlCache(60)
         self.recorder = Recorder(sessions, book, enforcer, Path(settings.spool_dir))
         # Calls admitted in worker threads at the same moment share one hold transaction.
@@ -137,7 +137,9 @@ class Gateway:
             now = datetime.now(UTC)
             prices = self._prices.get(org_id, lambda: load_org_prices(session, org_id))
             quote = Pricer(self.book, prices).quote(model, provider, now)
-            calibrations = self._calibrations.get(0, lambda: load_calibrations(session))
+            calibrations = self._calibrations.get(
+                org_id, lambda: load_calibrations(session, org_id)
+            )
             named = (quote.provider, quote.model) if quote else (provider, model)
             estimate = input_tokens
             input_tokens = corrected(estimate, *named, calibrations)
@@ -239,7 +241,7 @@ class Gateway:
         prices = self._prices.peek(org_id)
         owner = self._who.peek((org_id, principal.api_key_id, who.user, who.team, who.department))
         rules = self._rules.peek((org_id, rules_version(org_id)))
-        calibrations = self._calibrations.peek(0)
+        calibrations = self._calibrations.peek(org_id)
         if upstream is None or prices is None or owner is None or rules is None:
             return None
         if calibrations is None:

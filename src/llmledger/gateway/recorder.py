@@ -261,6 +261,7 @@ class Recorder:
             if item.estimated_input_tokens is not None:
                 observations.append(
                     Observation(
+                        principal.organization_id,
                         event.provider,
                         event.model,
                         item.estimated_input_tokens,

@@ -1,24 +1,27 @@
-"""How our token estimates compare with what providers reported for the same calls."""
+"""How our token estimates compare with what providers reported for an organization's calls."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Float, String, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from llmledger.models.base import Base, Id, utcnow
 
 
 class TokenCalibration(Base):
-    """Per model, running sums over gateway calls whose provider reported usage: our input
-    token estimate, the provider's count, and the per-call ratio (for its spread). Ratios are
-    statistics, not money: floats are fine here."""
+    """Per organization and model, running sums over gateway calls whose provider reported
+    usage: our input token estimate, the provider's count, and the per-call ratio (for its
+    spread). Ratios are statistics, not money: floats are fine here."""
 
     __tablename__ = "token_calibrations"
-    __table_args__ = (UniqueConstraint("provider", "model"),)
+    __table_args__ = (UniqueConstraint("organization_id", "provider", "model"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # Per organization: what its calls carry (tools, languages) shapes the ratio, and no
+    # organization should see or steer another's.
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
     provider: Mapped[str] = mapped_column(String(100))
     model: Mapped[str] = mapped_column(String(200))
     calls: Mapped[int] = mapped_column(BigInteger, default=0)

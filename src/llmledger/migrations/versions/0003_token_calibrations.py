@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-25 18:11:58.528231
+Create Date: 2026-11-25 18:33:38.031474
 """
 
 from collections.abc import Sequence
@@ -23,6 +23,9 @@ def upgrade() -> None:
     op.create_table(
         "token_calibrations",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "organization_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
         sa.Column("provider", sa.String(length=100), nullable=False),
         sa.Column("model", sa.String(length=200), nullable=False),
         sa.Column("calls", sa.BigInteger(), nullable=False),
@@ -31,8 +34,18 @@ def upgrade() -> None:
         sa.Column("ratio_sum", sa.Float(), nullable=False),
         sa.Column("ratio_square_sum", sa.Float(), nullable=False),
         sa.Column("updated_at", llmledger.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["organization_id"],
+            ["organizations.id"],
+            name=op.f("fk_token_calibrations_organization_id_organizations"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_token_calibrations")),
-        sa.UniqueConstraint("provider", "model", name=op.f("uq_token_calibrations_provider_model")),
+        sa.UniqueConstraint(
+            "organization_id",
+            "provider",
+            "model",
+            name=op.f("uq_token_calibrations_organization_id_provider_model"),
+        ),
     )
     # ### end Alembic commands ###
 
