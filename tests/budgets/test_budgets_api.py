@@ -140,6 +140,22 @@ def test_reserve_settle_and_release(client: TestClient, tenant: Tenant) -> None:
     assert Decimal(status_line(client, tenant, budget["id"])["reserved"]) == 0
 
 
+def test_a_budget_created_between_a_hold_and_its_settle_is_charged(
+    client: TestClient, tenant: Tenant
+) -> None:
+    org = create(client, tenant, scope="organization", monthly_limit="5.00", action="block")
+    call = {"model": "gpt-4o", "input_tokens": 100_000, "max_output_tokens": 10_000, "team": "ml"}
+    held = client.post("/api/v1/reservations", json=call, headers=tenant.headers).json()
+    team = create(client, tenant, scope="team:ml", monthly_limit="5.00")
+    usage = {"model": "gpt-4o", "input_tokens": 100_000, "output_tokens": 2_000, "team": "ml"}
+    path = f"/api/v1/reservations/{held['reservation_id']}/settle"
+    for _ in range(2):  # a retried settle records and charges nothing more
+        assert client.post(path, json=usage, headers=tenant.headers).status_code == 200
+    for budget in (org, team):
+        line = status_line(client, tenant, budget["id"])
+        assert Decimal(line["spent"]) == Decimal("0.27") and Decimal(line["reserved"]) == 0
+
+
 def test_hard_budget_refuses_a_hold_that_would_overspend(
     client: TestClient, tenant: Tenant
 ) -> None:

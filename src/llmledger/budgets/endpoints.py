@@ -169,7 +169,12 @@ def settle(
     """Record the call's actual usage and charge it in place of the hold."""
     held = _held(session, enforcer, principal, reservation_id)
     pricer = pricer_for(session, book, principal.organization_id)
-    recorded = record_usage(session, pricer, principal, [body])
+    # The reservation's id keeps a retried settle from recording the call twice.
+    request_id = body.client_request_id or f"rsv_{reservation_id}"
+    body = body.model_copy(update={"client_request_id": request_id})
+    # Budgets created since the hold are charged here; the hold's own lines by the settle.
+    covered = {request_id: frozenset(line.identity for line in held.lines)}
+    recorded = record_usage(session, pricer, principal, [body], enforcer, covered)
     event = recorded.events[0]
     actual = to_nanos(event.cost.total) if event.cost is not None and not event.duplicate else 0
     enforcer.settle(session, held, actual)
