@@ -53,3 +53,35 @@ def test_a_failed_batch_fails_each_of_its_callers() -> None:
     # The group recovers for later callers.
     group._run_batch = lambda rs: list(rs)  # type: ignore[method-assign]
     assert group.submit(7) == 7
+
+
+def test_no_caller_waits_longer_than_its_turn() -> None:
+    """The leader returns once its own request is done and hands the queue on; before, a
+    leader kept running round trips for as long as others kept arriving."""
+    round_trips = 0
+    callers, per_batch = 32, 2
+
+    def run(requests: Sequence[int]) -> list[int]:
+        nonlocal round_trips
+        round_trips += 1
+        time.sleep(0.001)
+        return list(requests)
+
+    group: GroupCommit[int, int] = GroupCommit(run, max_batch=per_batch)
+    waited: list[int] = []  # round trips that ran while each call was in submit
+    deadline = time.monotonic() + 0.3
+
+    def keep_calling(n: int) -> None:
+        while time.monotonic() < deadline:
+            before = round_trips
+            assert group.submit(n) == n
+            waited.append(round_trips - before)
+
+    threads = [threading.Thread(target=keep_calling, args=(n,)) for n in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert round_trips > 50
+    # At worst every other caller is queued ahead: its turn comes within that many batches.
+    assert max(waited) <= callers // per_batch + 2

@@ -1,9 +1,10 @@
 """Group commit: concurrent callers' requests go to the backend together, in one round trip.
 
 The first caller to arrive runs its request at once (no added latency when alone). Callers
-arriving while a round trip is in flight queue up, and the running caller takes the whole
-queue as the next batch before returning. Under load batches grow by themselves, so one
-round trip serves many requests.
+arriving while a round trip is in flight queue up and go together in the next one. Under
+load batches grow by themselves, so one round trip serves many requests. The caller running
+round trips (the leader) returns once its own request is done, handing the queue to the
+first caller still waiting, so no caller waits longer than its own turn.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ Res = TypeVar("Res")
 
 
 class _Slot(Generic[Req, Res]):
-    __slots__ = ("done", "error", "request", "result")
+    __slots__ = ("error", "finished", "lead", "request", "result", "woken")
 
     def __init__(self, request: Req) -> None:
         self.request = request
-        self.done = threading.Event()
+        self.woken = threading.Event()  # finished, or handed the lead
+        self.finished = False
+        self.lead = False
         self.result: Res | None = None
         self.error: BaseException | None = None
 
@@ -38,24 +41,32 @@ class GroupCommit(Generic[Req, Res]):
         slot: _Slot[Req, Res] = _Slot(request)
         with self._lock:
             self._queue.append(slot)
-            leader = not self._busy
+            slot.lead = not self._busy
             self._busy = True
-        if leader:
-            self._drain()
-        else:
-            slot.done.wait()
+        while not slot.finished:
+            if slot.lead:
+                self._drain(slot)
+            else:
+                slot.woken.wait()
+                slot.woken.clear()
         if slot.error is not None:
             raise slot.error
         return slot.result  # type: ignore[return-value]
 
-    def _drain(self) -> None:
+    def _drain(self, mine: _Slot[Req, Res]) -> None:
+        """Run batches until `mine` is done, then hand the lead to the next waiting caller."""
         while True:
             with self._lock:
+                if mine.finished:
+                    if self._queue:
+                        successor = self._queue[0]
+                        successor.lead = True
+                        successor.woken.set()
+                    else:
+                        self._busy = False
+                    return
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
-                if not batch:
-                    self._busy = False
-                    return
             try:
                 results = self._run_batch([slot.request for slot in batch])
                 for slot, result in zip(batch, results, strict=True):
@@ -64,4 +75,5 @@ class GroupCommit(Generic[Req, Res]):
                 for slot in batch:
                     slot.error = exc
             for slot in batch:
-                slot.done.set()
+                slot.finished = True
+                slot.woken.set()
