@@ -8,13 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select
 
 from llmledger.accounts.service import authenticate
 from llmledger.budgets.backend import make_store
 from llmledger.budgets.enforcement import Enforcer
-from llmledger.budgets.schemas import BudgetIn
-from llmledger.budgets.service import budget_status, create_budget
+from llmledger.budgets.schemas import BudgetIn, BudgetPatch
+from llmledger.budgets.service import budget_status, create_budget, update_budget
 from llmledger.core.money import to_nanos
 from llmledger.kit.db import make_engine, make_sessionmaker, unit_of_work
 from llmledger.kit.settings import Settings
@@ -68,3 +69,50 @@ def test_a_budget_made_while_usage_is_in_flight_counts_that_usage(
     cost = recorded.events[0].cost
     assert cost is not None
     assert to_nanos(spent) == to_nanos(cost.total) > 0
+
+
+@pytest.fixture(params=["sql", "redis"])
+def store_settings(request: pytest.FixtureRequest, database_url: str) -> Settings:
+    if request.param == "sql":
+        return Settings(database_url=database_url)
+    prefix = request.getfixturevalue("redis_prefix")
+    return Settings(database_url=database_url, budget_backend="redis", redis_prefix=prefix)
+
+
+def test_a_limit_turned_off_and_on_again_counts_what_was_spent_meanwhile(
+    store_settings: Settings, tenant: Tenant
+) -> None:
+    engine = make_engine(store_settings.database_url)
+    sessions = make_sessionmaker(engine)
+    store = make_store(store_settings)
+    enforcer = Enforcer(store, timedelta(minutes=15))
+    with unit_of_work(sessions) as session:
+        book = PriceBook(load_catalog(session))
+        principal = authenticate(session, tenant.key)
+        assert principal is not None
+        budget = create_budget(
+            session, tenant.org_id, BudgetIn(scope="organization", monthly_limit=50, daily_limit=5)
+        )
+
+    def spend() -> None:
+        with unit_of_work(sessions) as session:
+            pricer = pricer_for(session, book, tenant.org_id)
+            event = UsageIn(model="gpt-4o", input_tokens=100_000, output_tokens=5_000)
+            record_usage(session, pricer, principal, [event], enforcer)
+
+    def daily_spent() -> Decimal | None:
+        with unit_of_work(sessions) as session:
+            budgets = list(session.scalars(select(Budget).where(Budget.id == budget.id)))
+            [out] = budget_status(session, store, tenant.org_id, "UTC", budgets)
+        return next((line.spent for line in out.status if line.period == "daily"), None)
+
+    spend()
+    assert daily_spent() == Decimal("0.3")
+    with unit_of_work(sessions) as session:
+        update_budget(session, tenant.org_id, budget.id, BudgetPatch(daily_limit=None), store)
+    spend()  # while the daily limit is off, only the monthly line counts it
+    assert daily_spent() is None
+    with unit_of_work(sessions) as session:
+        update_budget(session, tenant.org_id, budget.id, BudgetPatch(daily_limit=5), store)
+    assert daily_spent() == Decimal("0.6")  # the ledger's, not the counter's stale $0.30
+    engine.dispose()

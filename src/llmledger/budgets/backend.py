@@ -127,6 +127,13 @@ class RedisWithFallback:
             return self.sql.release(session, held)
         return self._run(lambda: self.primary.release(session, held), lambda: False)
 
+    def restart(self, session: Session, org_id: int, lines: Sequence[Line]) -> None:
+        self._run(
+            lambda: self.primary.restart(session, org_id, lines),
+            lambda: self.sql.restart(session, org_id, lines),
+            lines,
+        )
+
     def add_spend(
         self, session: Session, org_id: int, amounts: Sequence[tuple[Line, int]]
     ) -> list[SpendChange]:

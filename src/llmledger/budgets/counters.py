@@ -75,6 +75,10 @@ class CounterStore(Protocol):
     def release(self, session: Session, held: Held) -> bool:
         """Give a hold back; False if it was already settled, released or expired."""
 
+    def restart(self, session: Session, org_id: int, lines: Sequence[Line]) -> None:
+        """Start these lines' counters again from the ledger: a limit turned back on, whose
+        counter missed what was spent while it was off."""
+
     def add_spend(
         self, session: Session, org_id: int, amounts: Sequence[tuple[Line, int]]
     ) -> list[SpendChange]:

@@ -78,7 +78,7 @@ def update_budget(
     enforcer: EnforcerDep,
 ) -> BudgetOut:
     """Change limits, thresholds, action, max tokens or alert recipients."""
-    service.update_budget(session, principal.organization_id, budget_id, body)
+    service.update_budget(session, principal.organization_id, budget_id, body, enforcer.store)
     return _one(session, enforcer, principal, budget_id)
 
 
@@ -91,7 +91,11 @@ def delete_budget(budget_id: int, session: SessionDep, principal: PrincipalDep) 
 
 @router.put("/budgets/{budget_id}/allocations", response_model=AllocationOut)
 def set_allocation(
-    budget_id: int, body: AllocationIn, session: SessionDep, principal: PrincipalDep
+    budget_id: int,
+    body: AllocationIn,
+    session: SessionDep,
+    principal: PrincipalDep,
+    enforcer: EnforcerDep,
 ) -> AllocationOut:
     """Give a member a share of a team budget (allocations may not add up to more)."""
     allocation = service.set_allocation(
@@ -101,6 +105,7 @@ def set_allocation(
         body.user,
         body.monthly_limit,
         body.daily_limit,
+        enforcer.store,
     )
     return AllocationOut(
         id=allocation.id,

@@ -356,6 +356,12 @@ class RedisCounterStore:
     def release(self, session: Session, held: Held) -> bool:
         return self._unhold(held.id)
 
+    def restart(self, session: Session, org_id: int, lines: Sequence[Line]) -> None:
+        """The database's counters start again; Redis's are rebuilt from them on next use."""
+        self.sql.restart(session, org_id, lines)
+        if lines:
+            self.client.delete(*(self.counter_key(line) for line in lines))
+
     def add_spend(
         self, session: Session, org_id: int, amounts: Sequence[tuple[Line, int]]
     ) -> list[SpendChange]:

@@ -86,17 +86,46 @@ def create_budget(session: Session, org_id: int, body: BudgetIn) -> Budget:
     return budget
 
 
-def _start_counters(session: Session, org_id: int, budget_id: int, time_zone: str) -> None:
+def _start_counters(
+    session: Session,
+    org_id: int,
+    budget_id: int,
+    time_zone: str,
+    store: CounterStore | None = None,
+    turned_on: frozenset[tuple[int, str]] = frozenset(),
+) -> None:
     """Counters of a budget's current periods, from the ledger's sum, made while usage that
-    does not know the budget cannot be in flight (the caller holds `lock_for_change`)."""
+    does not know the budget cannot be in flight (the caller holds `lock_for_change`). Lines
+    whose limit was just turned back on (allocation id, period kind) start again: their
+    counters missed what was spent while they were off."""
     rules = load_rules(session, org_id)
     [spec] = [b for b in rules.budgets if b.id == budget_id]
-    ensure_counters(session, org_id, rules.budget_lines(spec, datetime.now(UTC), time_zone))
+    lines = rules.budget_lines(spec, datetime.now(UTC), time_zone)
+    ensure_counters(session, org_id, lines)
+    again = [ln for ln in lines if (ln.allocation_id, ln.period.kind) in turned_on]
+    if again and store is not None:
+        store.restart(session, org_id, again)
 
 
-def update_budget(session: Session, org_id: int, budget_id: int, body: BudgetPatch) -> Budget:
+def _limits_on(limits: object) -> set[str]:
+    """The period kinds a budget or allocation has a limit for."""
+    return {
+        kind
+        for kind, name in (("daily", "daily_limit"), ("monthly", "monthly_limit"))
+        if getattr(limits, name) is not None
+    }
+
+
+def update_budget(
+    session: Session,
+    org_id: int,
+    budget_id: int,
+    body: BudgetPatch,
+    store: CounterStore | None = None,
+) -> Budget:
     time_zone = lock_for_change(session, org_id)
     budget = _owned(session, org_id, budget_id)
+    before = _limits_on(budget)
     for name in body.model_fields_set:
         value = getattr(body, name)
         if name in ("thresholds", "action", "notify_emails") and value is None:
@@ -107,7 +136,8 @@ def update_budget(session: Session, org_id: int, budget_id: int, body: BudgetPat
         raise FieldError("monthly_limit", "a budget needs a limit")
     _check_allocations_fit(session, budget)
     session.flush()
-    _start_counters(session, org_id, budget.id, time_zone)  # a limit set anew starts a line
+    turned_on = frozenset((0, kind) for kind in _limits_on(budget) - before)
+    _start_counters(session, org_id, budget.id, time_zone, store, turned_on)
     rules_changed(org_id)
     return budget
 
@@ -142,6 +172,7 @@ def set_allocation(
     user: str,
     monthly_limit: Decimal | None,
     daily_limit: Decimal | None,
+    store: CounterStore | None = None,
 ) -> BudgetAllocation:
     """Give a member a share of a team budget (replacing any share they had)."""
     time_zone = lock_for_change(session, org_id)
@@ -154,14 +185,18 @@ def set_allocation(
             BudgetAllocation.budget_id == budget.id, BudgetAllocation.user_id == user_id
         )
     )
+    before: set[str] = set()
     if allocation is None:
         allocation = BudgetAllocation(budget_id=budget.id, user_id=user_id)
         session.add(allocation)
+    else:
+        before = _limits_on(allocation)
     allocation.monthly_limit = monthly_limit
     allocation.daily_limit = daily_limit
     session.flush()
     _check_allocations_fit(session, budget)
-    _start_counters(session, org_id, budget.id, time_zone)
+    turned_on = frozenset((allocation.id, kind) for kind in _limits_on(allocation) - before)
+    _start_counters(session, org_id, budget.id, time_zone, store, turned_on)
     rules_changed(org_id)
     return allocation
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, Table, and_, case, insert, select, text, update
+from sqlalchemy import ColumnElement, Table, and_, case, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from llmledger.budgets.counters import Held, LineState, ReserveResult, SpendChange, States
@@ -215,6 +215,11 @@ class SqlCounterStore:
         for line in held.lines:
             self._unhold(session, line, held.amount)
         return True
+
+    def restart(self, session: Session, org_id: int, lines: Sequence[Line]) -> None:
+        for line in lines:
+            session.execute(delete(T).where(_where(line)))
+        ensure_counters(session, org_id, lines)
 
     def add_spend(
         self, session: Session, org_id: int, amounts: Sequence[tuple[Line, int]]

@@ -118,7 +118,7 @@ def update(
         fail(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}")
     with database() as session:
         organization = organization_named(session, org)
-        service.update_budget(session, organization.id, budget_id, body)
+        service.update_budget(session, organization.id, budget_id, body, make_store(get_settings()))
         console.print(f"budget {budget_id} updated")
 
 
@@ -144,7 +144,8 @@ def allocate(
     amount = _money("--limit", limit)
     with database() as session:
         organization = organization_named(session, org)
-        service.set_allocation(session, organization.id, budget_id, user, amount, None)
+        store = make_store(get_settings())
+        service.set_allocation(session, organization.id, budget_id, user, amount, None, store)
         console.print(f"{user} gets ${amount} a month of budget {budget_id}")
 
 
