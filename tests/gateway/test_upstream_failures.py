@@ -43,6 +43,16 @@ def _tenant(database_url: str, settings: Settings, base_url: str | None = None) 
     return tenant
 
 
+def _budgeted_client(url: str, tenant: Tenant) -> openai.OpenAI:
+    """The tenant's SDK client, with a $5 monthly budget whose hold the test watches."""
+    httpx.post(
+        f"{url}/api/v1/budgets",
+        json={"scope": "organization", "monthly_limit": "5"},
+        headers=tenant.headers,
+    ).raise_for_status()
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=tenant.key, max_retries=0)
+
+
 def _reserved_and_spent(url: str, tenant: Tenant) -> tuple[Decimal, Decimal]:
     line = httpx.get(f"{url}/api/v1/budgets", headers=tenant.headers).json()[0]["status"][0]
     return Decimal(line["reserved"]), Decimal(line["spent"])
@@ -53,12 +63,7 @@ def test_a_timeout_releases_the_hold_and_answers_504(
 ) -> None:
     url, settings = impatient
     tenant = _tenant(database_url, settings)
-    httpx.post(
-        f"{url}/api/v1/budgets",
-        json={"scope": "organization", "monthly_limit": "5"},
-        headers=tenant.headers,
-    )
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key=tenant.key, max_retries=0)
+    client = _budgeted_client(url, tenant)
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stop=["SLOW"])
     assert caught.value.status_code == 504
@@ -71,12 +76,7 @@ def test_an_unreachable_upstream_answers_502(
 ) -> None:
     url, settings = impatient
     tenant = _tenant(database_url, settings, base_url="http://127.0.0.1:1/v1")
-    httpx.post(
-        f"{url}/api/v1/budgets",
-        json={"scope": "organization", "monthly_limit": "5"},
-        headers=tenant.headers,
-    )
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key=tenant.key, max_retries=0)
+    client = _budgeted_client(url, tenant)
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert caught.value.status_code == 502
@@ -89,12 +89,7 @@ def test_a_redirect_is_not_followed_and_releases_the_hold(
     """Following it would resend the provider key to wherever the redirect points."""
     url, settings = impatient
     tenant = _tenant(database_url, settings)
-    httpx.post(
-        f"{url}/api/v1/budgets",
-        json={"scope": "organization", "monthly_limit": "5"},
-        headers=tenant.headers,
-    )
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key=tenant.key, max_retries=0)
+    client = _budgeted_client(url, tenant)
     for stream in (False, True):
         with pytest.raises(openai.APIStatusError) as caught:
             client.chat.completions.create(
