@@ -11,9 +11,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
-import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.servers
+from tests.servers import new_postgresql_database
 
 PG_ADMIN = os.environ.get("LLMLEDGER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -37,14 +40,8 @@ def database(kind: str, tmpdir: str) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{tmpdir}/bench-{uuid.uuid4().hex[:8]}.db"
         return
-    name = f"llmledger_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_postgresql_database(PG_ADMIN, "llmledger_bench") as url:
+        yield url
 
 
 @contextlib.contextmanager

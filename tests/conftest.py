@@ -7,10 +7,10 @@ suite under a unique name and dropped at the end; nothing else on the server is 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import psycopg
@@ -24,6 +24,7 @@ from llmledger.kit.db import make_engine, make_sessionmaker, unit_of_work
 from llmledger.kit.migrate import upgrade_database
 from llmledger.kit.settings import Settings
 from llmledger.pricing.repository import sync_catalog
+from tests import servers
 
 # Property tests explore at random while developing; under CI they replay a fixed sequence
 # so a landing never depends on luck (failures found locally are kept in .hypothesis/).
@@ -43,18 +44,11 @@ def _postgres_available() -> bool:
         return False
 
 
-@contextlib.contextmanager
-def new_postgresql_database(prefix: str = "llmledger_test") -> Iterator[str]:
+def new_postgresql_database(
+    prefix: str = "llmledger_test",
+) -> AbstractContextManager[str]:
     """A PostgreSQL database of the caller's own, dropped afterwards."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return servers.new_postgresql_database(PG_ADMIN, prefix)
 
 
 def migrated(url: str) -> str:
