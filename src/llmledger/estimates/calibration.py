@@ -12,10 +12,10 @@ models are counted exactly and are left alone.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -85,40 +85,34 @@ def record_observations(session: Session, observations: Sequence[Observation]) -
     ]
     if not usable:
         return
-    sums: dict[tuple[int, str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0.0, 0.0])
-    for o in usable:
-        row = sums[(o.organization_id, o.provider, o.model)]
-        ratio = o.reported / o.estimated
-        row[0] += 1
-        row[1] += o.estimated
-        row[2] += o.reported
-        row[3] += ratio
-        row[4] += ratio * ratio
     now = datetime.now(UTC)
-    rows = [
-        {
-            "organization_id": org_id,
-            "provider": provider,
-            "model": model,
-            "calls": int(calls),
-            "estimated_tokens": int(estimated),
-            "reported_tokens": int(reported),
-            "ratio_sum": ratio_sum,
-            "ratio_square_sum": ratio_square_sum,
-            "updated_at": now,
-        }
-        # Sorted, so concurrent writers lock rows in one order.
-        for (org_id, provider, model), (
-            calls,
-            estimated,
-            reported,
-            ratio_sum,
-            ratio_square_sum,
-        ) in sorted(sums.items())
-    ]
+    rows: dict[tuple[int, str, str], dict[str, Any]] = {}
+    for o in usable:
+        row = rows.setdefault(
+            (o.organization_id, o.provider, o.model),
+            {
+                "organization_id": o.organization_id,
+                "provider": o.provider,
+                "model": o.model,
+                "calls": 0,
+                "estimated_tokens": 0,
+                "reported_tokens": 0,
+                "ratio_sum": 0.0,
+                "ratio_square_sum": 0.0,
+                "updated_at": now,
+            },
+        )
+        ratio = o.reported / o.estimated
+        row["calls"] += 1
+        row["estimated_tokens"] += o.estimated
+        row["reported_tokens"] += o.reported
+        row["ratio_sum"] += ratio
+        row["ratio_square_sum"] += ratio * ratio
     added = ("calls", "estimated_tokens", "reported_tokens", "ratio_sum", "ratio_square_sum")
     key = ("organization_id", "provider", "model")
-    session.execute(insert_or_add(session, TokenCalibration, key, added), rows)
+    # Sorted, so concurrent writers lock rows in one order.
+    ordered = [rows[k] for k in sorted(rows)]
+    session.execute(insert_or_add(session, TokenCalibration, key, added), ordered)
 
 
 def load_calibrations(session: Session, org_id: int) -> dict[ModelKey, Calibration]:

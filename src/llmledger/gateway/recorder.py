@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
@@ -61,7 +61,7 @@ class Recorder:
         self._database_away = False
         self._refusals: dict[str, int] = {}  # spooled calls refused alone, while the database is up
         self.spool = Spool(spool_dir)
-        self._queue: queue.Queue[Finished | None] = queue.Queue()
+        self._queue: queue.Queue[Finished | _Wake | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="llmledger-recorder", daemon=True)
         self._thread.start()
 
@@ -113,7 +113,7 @@ class Recorder:
             return [], 0, False
         if first is None:
             return [], 1, True
-        batch = [] if first is _WAKE else [first]
+        batch = [] if isinstance(first, _Wake) else [first]
         taken = 1
         deadline = time.monotonic() + self._linger
         while batch and len(batch) < self._max_batch:
@@ -124,7 +124,7 @@ class Recorder:
             taken += 1
             if item is None:
                 return batch, taken, True
-            if item is not _WAKE:
+            if not isinstance(item, _Wake):
                 batch.append(item)
         return batch, taken, False
 
@@ -271,5 +271,8 @@ class Recorder:
         return settlements
 
 
-# Put on the queue to wake the recorder for a replay.
-_WAKE: Finished = cast(Finished, object())
+class _Wake:
+    """Put on the queue to wake the recorder for a replay."""
+
+
+_WAKE = _Wake()
