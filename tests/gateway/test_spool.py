@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -319,11 +320,15 @@ def test_the_recorder_goes_on_when_the_spool_cannot_be_written(
     away = make_engine(AWAY)
     down = Recorder(make_sessionmaker(away), book, enforcer, blocked / "spool")
     try:
-        down.submit(call)
-        down.flush()  # returns: the call waits in memory
-        down.submit(replace(call, event=call.event.model_copy(update={"client_request_id": "x"})))
-        down.flush()
-        assert len(down.spool.pending) == 2
+        for request_id in ("a", "b"):  # the recorder takes the second after the first failed
+            down.submit(
+                replace(call, event=call.event.model_copy(update={"client_request_id": request_id}))
+            )
+            flushed = threading.Thread(target=down.flush, daemon=True)
+            flushed.start()
+            flushed.join(timeout=20)
+            assert not flushed.is_alive(), "the recorder stopped taking calls"
+        assert len(down.spool.pending) == 2  # waiting in memory
     finally:
         down.close()
         away.dispose()
